@@ -1,0 +1,99 @@
+"""The ``her2slide`` command.
+
+Subcommands register themselves through ``add_parser(subparsers)`` and import their
+heavy dependencies only when they run, so ``her2slide --help`` stays instant. Input
+problems end as one line ``her2slide: <file>: <reason>`` on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from her2slide import __version__
+
+CRITERIA = ("breast", "gastric-resection", "gastric-biopsy")
+
+
+def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mpp", type=float, help="microns per level-0 pixel, for images without it (e.g. 0.25 for 40x)")
+    parser.add_argument("--criteria", choices=CRITERIA, help="scoring criteria (default from the config: breast)")
+    parser.add_argument("--config", type=Path, help="settings YAML (see configs/default.yaml)")
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("score", help="score slides; writes DIR/<slide stem>/report.json, cells.parquet")
+    parser.add_argument("slides", nargs="+", type=Path, metavar="SLIDE")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    _add_scoring_options(parser)
+    parser.set_defaults(func=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from her2slide.config import load_settings
+    from her2slide.errors import InputError
+    from her2slide.pipeline import score_slide_file
+
+    try:
+        settings = load_settings(args.config, criteria=args.criteria)
+    except InputError as exc:
+        return _fail(exc)
+    failures = 0
+    for slide in args.slides:
+        try:
+            outcome = score_slide_file(slide, args.out, settings, mpp=args.mpp)
+        except InputError as exc:
+            failures += 1
+            _fail(exc)
+            continue
+        print(_summary_line(slide, outcome.report, outcome.out_dir))
+    return 1 if failures else 0
+
+
+def _summary_line(slide: Path, report: dict, out_dir: Path) -> str:
+    return (f"{slide}: HER2 {report['score']} ({report['status']}, {report['category']}), "
+            f"{report['cells']['total']} tumour cells, {report['criteria']} criteria -> {out_dir}")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("demo", help="make a small synthetic slide with focal heterogeneity and score it")
+    parser.add_argument("--out", type=Path, default=Path("her2slide-demo"), metavar="DIR")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from her2slide.demo import run_demo
+
+    return run_demo(args.out, seed=args.seed)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"her2slide: {exc}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from her2slide.calibrate_cli import add_parser as add_calibrate
+    from her2slide.scoring.cli import add_parser as add_ish
+    from her2slide.synth.cli import add_parser as add_synth
+
+    parser = argparse.ArgumentParser(prog="her2slide", description="Whole-slide HER2 IHC scoring (ASCO/CAP).")
+    parser.add_argument("--version", action="version", version=f"her2slide {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_score(sub)
+    _add_demo(sub)
+    add_synth(sub)
+    add_ish(sub)
+    add_calibrate(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Typed settings for a scoring run, loaded from YAML and stored with every result.
+
+The defaults below are the single source of truth; ``configs/default.yaml`` is their
+exact dump (a test keeps the two identical), so a lab edits a copy of that file and
+passes it with ``--config``. Unknown keys are errors: a typo in a threshold must not
+silently fall back to the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from her2slide.errors import InputError
+from her2slide.scoring import Criteria, ScoringRules
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TilingSettings(_Strict):
+    """Where and at what resolution pixels are read."""
+
+    work_mpp: float = Field(0.5, gt=0.05, le=2.0, description="working resolution, µm per pixel")
+    tile_px: int = Field(1024, ge=128, description="owned tile edge, working pixels")
+    margin_um: float = Field(32.0, ge=30.0, description="read margin around each tile; > largest cell")
+    tissue_mpp: float = Field(8.0, gt=1.0, description="resolution of the tissue mask, µm per pixel")
+    min_tissue_fraction: float = Field(0.01, ge=0.0, le=1.0, description="tiles with less tissue are skipped")
+
+
+class CellSettings(_Strict):
+    """Classical nucleus and cell segmentation, and membrane sampling."""
+
+    nucleus_od: float = Field(0.16, gt=0, description="haematoxylin OD above which a pixel is nuclear")
+    tissue_od: float = Field(0.02, gt=0, description="smoothed H+DAB OD below which a pixel is glass, never part of a cell")
+    min_nucleus_um2: float = Field(12.0, gt=0, description="smaller objects are debris or lymphocyte fragments")
+    max_nucleus_um2: float = Field(160.0, gt=0, description="larger objects are clumps, not one nucleus")
+    max_nucleus_elongation: float = Field(2.4, ge=1.0, description="major/minor axis; spindle stroma nuclei exceed it")
+    tumour_min_area_um2: float = Field(24.0, gt=0, description="tumour nuclei are larger than lymphocytes")
+    tumour_neighbour_radius_um: float = Field(25.0, gt=0, description="radius for counting epithelial neighbours")
+    tumour_min_neighbours: int = Field(3, ge=0, description="cohesive epithelium: at least this many neighbours")
+    max_cell_radius_um: float = Field(11.0, gt=0, description="cells do not extend further from their nucleus")
+    ring_width_um: float = Field(1.0, gt=0, description="width of the membrane band sampled inside each cell")
+    sectors: int = Field(32, ge=8, description="angular sectors for completeness")
+    membrane_weight: float = Field(2.0, ge=0, description="weight of DAB ridges against distance in the watershed")
+    own_stain_ratio: float = Field(0.8, ge=0, le=1, description="a ring pixel is this cell's stain only if ≥ this × the neighbour cell's DAB across the boundary")
+    lateral_min_fraction: float = Field(0.5, gt=0, le=1, description="incomplete staining of at least this share in ≤2 arcs is basolateral/lateral")
+
+
+class StainSettings(_Strict):
+    """Per-slide stain-vector estimation."""
+
+    estimate_per_slide: bool = True
+    max_angle_deg: float = Field(12.0, gt=0, description="estimates further from the reference vectors are rejected")
+    sample_tiles: int = Field(8, ge=1, description="tiles sampled for the estimate")
+
+
+class QcSettings(_Strict):
+    """Slide-level quality thresholds."""
+
+    min_tumour_cells: int = Field(200, ge=1, description="fewer measured tumour cells raise the few_tumour_cells flag")
+
+
+class Settings(_Strict):
+    """Everything that decides a result; stored in report.json provenance."""
+
+    criteria: Criteria = Criteria.BREAST
+    segmenter: Literal["classical"] = "classical"
+    tiling: TilingSettings = TilingSettings()
+    cells: CellSettings = CellSettings()
+    stain: StainSettings = StainSettings()
+    scoring: ScoringRules = ScoringRules()
+    qc: QcSettings = QcSettings()
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def load_settings(path: str | Path | None = None, **overrides: object) -> Settings:
+    """Settings from a YAML file (or the defaults), with top-level overrides such as criteria."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise InputError(path, "config file not found") from None
+        except yaml.YAMLError as exc:
+            raise InputError(path, f"config is not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise InputError(path, "config must be a mapping of settings")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(path or "settings", f"invalid setting {where}: {first['msg']}") from None
+
+
+def dump_yaml(settings: Settings) -> str:
+    return yaml.safe_dump(settings.dump(), sort_keys=False)

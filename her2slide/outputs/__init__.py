@@ -1,0 +1,1 @@
+"""Writers for the per-slide output folder (see DESIGN.md, "Contracts")."""
