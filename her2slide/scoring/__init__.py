@@ -1,0 +1,50 @@
+"""ASCO/CAP HER2 scoring: per-cell classes, slide score/status/category, ISH groups.
+
+Breast (ASCO/CAP 2018, affirmed 2023), gastric resection and gastric biopsy criteria;
+every threshold and open choice lives in ``ScoringRules`` (see docs/scoring.md).
+
+Names are loaded on first use (PEP 562) so that importing ``her2slide.scoring.cli`` to
+register the ``ish`` subcommand does not import pydantic or scipy: ``her2slide --help``
+stays instant.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cells import classify_cells, intensity_class
+    from .clusters import largest_cluster_sizes
+    from .ish import IshResult, ish_group, ish_result
+    from .rules import CELL_CLASSES, Criteria, Intensity, ScoringRules
+    from .slide import SlideScore, score_slide
+
+_WHERE = {
+    "CELL_CLASSES": "rules",
+    "Criteria": "rules",
+    "Intensity": "rules",
+    "ScoringRules": "rules",
+    "classify_cells": "cells",
+    "intensity_class": "cells",
+    "largest_cluster_sizes": "clusters",
+    "IshResult": "ish",
+    "ish_group": "ish",
+    "ish_result": "ish",
+    "SlideScore": "slide",
+    "score_slide": "slide",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
