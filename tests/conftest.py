@@ -1,0 +1,29 @@
+"""Shared pytest fixtures.
+
+Real-data tests read ``../shared/data`` beside the checkout (or ``$HER2SLIDE_SHARED_DATA``)
+and skip where it is absent, as in a user's fresh clone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Where the shared real test data should be: ``$HER2SLIDE_SHARED_DATA`` or ``../shared/data``."""
+    override = os.environ.get("HER2SLIDE_SHARED_DATA")
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; skips the test when it is not there."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip("../shared/data not found: real-data tests need the shared folder beside the checkout")
+    return path
