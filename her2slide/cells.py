@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
-from skimage.feature import peak_local_max
-from skimage.filters import gaussian, sato
-from skimage.measure import regionprops_table
+from skimage.filters import gaussian, threshold_otsu
+from skimage.morphology import remove_small_objects
 from skimage.segmentation import watershed
 
 from her2slide.config import CellSettings
@@ -45,29 +44,41 @@ class CellMaps:
     membrane: np.ndarray  # membrane evidence, 0–1 (drives cell boundaries only)
     tumour: np.ndarray  # probability of tumour epithelium, 0–1
     dab: np.ndarray  # DAB amount (OD units); the quantity that is measured
+    nuclei: np.ndarray | None = None  # nucleus instances, if the segmenter already has them
 
 
 def classical_maps(rgb: np.ndarray, stain: StainModel, settings: CellSettings, mpp: float) -> CellMaps:
     """Maps from colour deconvolution alone: the baseline the CNN has to beat.
 
-    Nuclei are haematoxylin above a threshold; membranes are DAB ridges (Sato filter at
-    the membrane's scale); tumour epithelium is where large, round, cohesive nuclei are.
+    Nuclei are haematoxylin above a per-tile Otsu threshold (clipped to a plausible band:
+    real counterstain varies several-fold between labs); membranes are thin DAB lines (white
+    top-hat at the membrane's scale); tumour epithelium is where large, round, cohesive
+    nuclei are, on tissue.
     """
     amounts = stain_amounts(rgb, stain)
     haem = gaussian(amounts[..., 0], sigma=0.5 / mpp, preserve_range=True)
     dab = amounts[..., 1]
-    nucleus = (haem > settings.nucleus_od).astype(np.float32)
-    ridge = sato(dab, sigmas=[max(0.5 / mpp, 0.5)], black_ridges=False, mode="reflect")
-    membrane = np.clip(ridge / 0.1, 0.0, 1.0).astype(np.float32)
     tissue = gaussian(amounts[..., 0] + amounts[..., 1], sigma=1.0 / mpp, preserve_range=True) > settings.tissue_od
-    tumour = _classical_tumour_map(nucleus > 0.5, settings, mpp) * tissue
-    return CellMaps(nucleus, membrane, tumour, dab.astype(np.float32))
+    nucleus_mask = haem > _nucleus_threshold(haem, tissue, settings)
+    nuclei = split_nuclei(nucleus_mask, mpp, min_area_px=settings.min_nucleus_um2 / mpp**2 / 2)
+    # Thin bright lines survive a white top-hat narrower than a cell; cytoplasmic haze does not.
+    ridge = ndi.white_tophat(dab, size=2 * int(round(1.5 / mpp)) + 1)
+    membrane = np.clip(ridge / 0.2, 0.0, 1.0).astype(np.float32)
+    tumour = _classical_tumour_map(nuclei, settings, mpp) & tissue
+    return CellMaps(nucleus_mask.astype(np.float32), membrane, tumour.astype(np.float32), dab.astype(np.float32),
+                    nuclei)
 
 
-def _classical_tumour_map(nucleus_mask: np.ndarray, settings: CellSettings, mpp: float) -> np.ndarray:
+def _nucleus_threshold(haem: np.ndarray, tissue: np.ndarray, settings: CellSettings) -> float:
+    values = haem[tissue]
+    if values.size < 1000:
+        return settings.nucleus_od_max
+    return float(np.clip(threshold_otsu(values), settings.nucleus_od_min, settings.nucleus_od_max))
+
+
+def _classical_tumour_map(nuclei: np.ndarray, settings: CellSettings, mpp: float) -> np.ndarray:
     """Epithelium = discs around nuclei that are tumour-sized, round and cohesive."""
-    labels = split_nuclei(nucleus_mask, mpp)
-    props = _nucleus_props(labels)
+    props = nucleus_props(nuclei)
     area_um2 = props["area"] * mpp**2
     keep = (area_um2 >= settings.tumour_min_area_um2) & (area_um2 <= settings.max_nucleus_um2)
     keep &= props["elongation"] <= settings.max_nucleus_elongation
@@ -75,33 +86,45 @@ def _classical_tumour_map(nucleus_mask: np.ndarray, settings: CellSettings, mpp:
     if len(xy):
         neighbours = cKDTree(xy).query_ball_point(xy, settings.tumour_neighbour_radius_um, return_length=True) - 1
         xy = xy[neighbours >= settings.tumour_min_neighbours]
-    seeds = np.zeros(nucleus_mask.shape, dtype=bool)
-    cols, rows = np.clip((xy / mpp).astype(int).T, 0, [[nucleus_mask.shape[1] - 1], [nucleus_mask.shape[0] - 1]])
-    seeds[rows, cols] = True
-    distance_um = ndi.distance_transform_edt(~seeds) * mpp
-    return (distance_um <= settings.max_cell_radius_um).astype(np.float32)
+    seeds = np.zeros(nuclei.shape, dtype=bool)
+    cols, rows = np.rint(xy / mpp).astype(int).T
+    seeds[np.clip(rows, 0, nuclei.shape[0] - 1), np.clip(cols, 0, nuclei.shape[1] - 1)] = True
+    return ndi.distance_transform_edt(~seeds) * mpp <= settings.max_cell_radius_um
 
 
-def split_nuclei(mask: np.ndarray, mpp: float, min_separation_um: float = 3.0) -> np.ndarray:
-    """Instance labels of nuclei, touching nuclei split at distance-transform peaks."""
+def split_nuclei(mask: np.ndarray, mpp: float, min_separation_um: float = 3.0, min_area_px: float = 4) -> np.ndarray:
+    """Instance labels of nuclei, touching nuclei split at distance-transform peaks.
+
+    Specks below ``min_area_px`` are dropped first. Peaks come from one maximum filter over
+    the whole tile (not a per-object search), so the cost does not depend on object count.
+    """
+    mask = remove_small_objects(mask, max_size=max(int(min_area_px), 1))
     distance = ndi.distance_transform_edt(mask)
     smooth = gaussian(distance, sigma=1.0, preserve_range=True)
-    min_distance = max(1, int(round(min_separation_um / mpp)))
-    peaks = peak_local_max(smooth, min_distance=min_distance, labels=ndi.label(mask)[0], exclude_border=False)
-    markers = np.zeros(mask.shape, dtype=np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    size = 2 * max(1, int(round(min_separation_um / mpp))) + 1
+    peaks = mask & (smooth >= ndi.maximum_filter(smooth, size=size)) & (distance >= 1)
+    markers, _ = ndi.label(peaks)
     return watershed(-smooth, markers, mask=mask)
 
 
-def _nucleus_props(labels: np.ndarray) -> dict[str, np.ndarray]:
-    props = regionprops_table(labels, properties=("label", "area", "centroid", "axis_major_length",
-                                                  "axis_minor_length"))
-    minor = np.maximum(props["axis_minor_length"], 1.0)
-    return {
-        "label": props["label"], "area": props["area"].astype(np.float64),
-        "cy": props["centroid-0"], "cx": props["centroid-1"],
-        "elongation": props["axis_major_length"] / minor,
-    }
+def nucleus_props(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Area, centroid and elongation (major/minor axis) per label 1..max, from image moments."""
+    n = int(labels.max())
+    flat = labels.ravel()
+    rows, cols = np.indices(labels.shape)
+    r, c = rows.ravel().astype(np.float64), cols.ravel().astype(np.float64)
+    area = np.bincount(flat, minlength=n + 1).astype(np.float64)
+    safe = np.maximum(area, 1)
+    cy, cx = np.bincount(flat, r, n + 1) / safe, np.bincount(flat, c, n + 1) / safe
+    dr, dc = r - cy[flat], c - cx[flat]
+    mu_rr = np.bincount(flat, dr * dr, n + 1) / safe + 1 / 12
+    mu_cc = np.bincount(flat, dc * dc, n + 1) / safe + 1 / 12
+    mu_rc = np.bincount(flat, dr * dc, n + 1) / safe
+    half_trace, root = (mu_rr + mu_cc) / 2, np.sqrt(((mu_rr - mu_cc) / 2) ** 2 + mu_rc**2)
+    elongation = np.sqrt((half_trace + root) / np.maximum(half_trace - root, 1e-6))
+    present = area[1:] > 0
+    return {"label": np.arange(1, n + 1)[present], "area": area[1:][present], "cy": cy[1:][present],
+            "cx": cx[1:][present], "elongation": elongation[1:][present]}
 
 
 def find_cells(maps: CellMaps, settings: CellSettings, mpp: float) -> np.ndarray:
@@ -114,8 +137,8 @@ def find_cells(maps: CellMaps, settings: CellSettings, mpp: float) -> np.ndarray
     on stained membranes where there are any, and half-way between nuclei where there
     are none (unstained cells still get an outline).
     """
-    nuclei = split_nuclei(maps.nucleus > 0.5, mpp)
-    props = _nucleus_props(nuclei)
+    nuclei = maps.nuclei if maps.nuclei is not None else split_nuclei(maps.nucleus > 0.5, mpp)
+    props = nucleus_props(nuclei)
     area_um2 = props["area"] * mpp**2
     rows = np.clip(np.rint(props["cy"]).astype(int), 0, nuclei.shape[0] - 1)
     cols = np.clip(np.rint(props["cx"]).astype(int), 0, nuclei.shape[1] - 1)
@@ -172,8 +195,8 @@ def measure_cells(labels: np.ndarray, dab: np.ndarray, settings: CellSettings, m
     ring_rows, ring_cols = np.nonzero(in_ring)
     ring_label = labels[ring_rows, ring_cols]
     ring_dab = dab[ring_rows, ring_cols].astype(np.float64)
-    own_side, other_side = _side_means(labels, dab, ring_rows, ring_cols, width)
-    own_dab = np.where(own_side >= settings.own_stain_ratio * other_side, ring_dab, 0.0)
+    neighbour_dab = _neighbour_peak(labels, dab, ring_rows, ring_cols, width)
+    own_dab = np.where(ring_dab >= settings.own_stain_ratio * neighbour_dab, ring_dab, 0.0)
     angle = np.arctan2(ring_rows - cy[ring_label], ring_cols - cx[ring_label])
     sectors = settings.sectors
     sector = np.minimum(((angle + np.pi) / (2 * np.pi) * sectors).astype(np.int64), sectors - 1)
@@ -204,33 +227,26 @@ def measure_cells(labels: np.ndarray, dab: np.ndarray, settings: CellSettings, m
     return {name: values[1:] for name, values in result.items()}
 
 
-def _side_means(labels: np.ndarray, dab: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean DAB of the cell's own pixels and of other cells' pixels around each ring pixel.
+def _neighbour_peak(labels: np.ndarray, dab: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                    width: int) -> np.ndarray:
+    """Brightest DAB of *other* cells within ``width`` pixels of each given ring pixel.
 
     Two touching cells' membranes lie within a pixel of each other at working resolution,
-    and the outline may fall on either side of the stained line. Integrated over the
-    ring width, the cell that owns the stain carries more of it than the neighbour that
-    only receives blur, whichever side the peak pixel was assigned to.
+    and scanner blur spreads each into the other's band. Comparing a pixel with the other
+    side of the boundary tells whose stain it is when one side is clearly weaker: blur
+    leaves the receiving side well under the owner's peak, while two stained cells both
+    keep theirs.
     """
     height, width_px = labels.shape
     own = labels[rows, cols]
-    sums = np.zeros((2, len(rows)))
-    counts = np.zeros((2, len(rows)))
+    peak = np.zeros(len(rows))
     for dr in range(-width, width + 1):
         for dc in range(-width, width + 1):
             r = np.clip(rows + dr, 0, height - 1)
             c = np.clip(cols + dc, 0, width_px - 1)
             other = labels[r, c]
-            value = dab[r, c]
-            same = other == own
-            different = ~same & (other > 0)
-            sums[0] += np.where(same, value, 0.0)
-            counts[0] += same
-            sums[1] += np.where(different, value, 0.0)
-            counts[1] += different
-    means = sums / np.maximum(counts, 1)
-    return means[0], means[1]
+            np.maximum(peak, np.where((other != own) & (other > 0), dab[r, c], 0.0), out=peak)
+    return peak
 
 
 def _clean_circular(stained: np.ndarray, present: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ class TilingSettings(_Strict):
 class CellSettings(_Strict):
     """Classical nucleus and cell segmentation, and membrane sampling."""
 
-    nucleus_od: float = Field(0.16, gt=0, description="haematoxylin OD above which a pixel is nuclear")
+    nucleus_od_min: float = Field(0.07, gt=0, description="lowest per-tile haematoxylin threshold for nuclei (Otsu is clipped to this band)")
+    nucleus_od_max: float = Field(0.25, gt=0, description="highest per-tile haematoxylin threshold for nuclei")
     tissue_od: float = Field(0.02, gt=0, description="smoothed H+DAB OD below which a pixel is glass, never part of a cell")
     min_nucleus_um2: float = Field(12.0, gt=0, description="smaller objects are debris or lymphocyte fragments")
     max_nucleus_um2: float = Field(160.0, gt=0, description="larger objects are clumps, not one nucleus")
@@ -47,7 +48,7 @@ class CellSettings(_Strict):
     ring_width_um: float = Field(1.0, gt=0, description="width of the membrane band sampled inside each cell")
     sectors: int = Field(32, ge=8, description="angular sectors for completeness")
     membrane_weight: float = Field(2.0, ge=0, description="weight of DAB ridges against distance in the watershed")
-    own_stain_ratio: float = Field(0.8, ge=0, le=1, description="a ring pixel is this cell's stain only if ≥ this × the neighbour cell's DAB across the boundary")
+    own_stain_ratio: float = Field(0.7, ge=0, le=1, description="a ring pixel is this cell's stain only if ≥ this × the neighbour cell's DAB across the boundary")
     lateral_min_fraction: float = Field(0.5, gt=0, le=1, description="incomplete staining of at least this share in ≤2 arcs is basolateral/lateral")
 
 
