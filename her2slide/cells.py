@@ -175,9 +175,11 @@ def measure_cells(labels: np.ndarray, dab: np.ndarray, settings: CellSettings, m
     Around the cell centroid the ring is cut into ``sectors``; each sector's value is its
     peak DAB (the membrane line, robust to a pixel of misplaced outline). A sector is
     stained when its peak reaches ``faint_od``; single-sector gaps are closed and
-    single-sector specks removed before counting. Completeness is the stained share of
-    the sectors that exist; the stained part is called basolateral/lateral when it covers
-    at least ``lateral_min_fraction`` in at most two arcs.
+    single-sector specks removed before counting, and stain that belongs to the
+    neighbour across the boundary is handed back (see :func:`_attribute_to_neighbours`).
+    Completeness is the stained share of the sectors that exist; the stained part is
+    called basolateral/lateral when it covers at least ``lateral_min_fraction`` in at
+    most two arcs.
     """
     n = int(labels.max())
     if n == 0:
@@ -195,19 +197,24 @@ def measure_cells(labels: np.ndarray, dab: np.ndarray, settings: CellSettings, m
     ring_rows, ring_cols = np.nonzero(in_ring)
     ring_label = labels[ring_rows, ring_cols]
     ring_dab = dab[ring_rows, ring_cols].astype(np.float64)
-    neighbour_dab = _neighbour_peak(labels, dab, ring_rows, ring_cols, width)
-    own_dab = np.where(ring_dab >= settings.own_stain_ratio * neighbour_dab, ring_dab, 0.0)
+    across = _label_across(labels, ring_rows, ring_cols, width)
     angle = np.arctan2(ring_rows - cy[ring_label], ring_cols - cx[ring_label])
     sectors = settings.sectors
     sector = np.minimum(((angle + np.pi) / (2 * np.pi) * sectors).astype(np.int64), sectors - 1)
     key = ring_label.astype(np.int64) * sectors + sector
 
+    # Peak DAB per (cell, sector), and the neighbour across the boundary at that peak.
+    order = np.lexsort((ring_dab, key))
+    last = np.r_[key[order][1:] != key[order][:-1], True]
+    top = order[last]
     peak = np.full((n + 1) * sectors, -np.inf)
-    np.maximum.at(peak, key, own_dab)
-    peak = peak.reshape(n + 1, sectors)
+    peak[key[top]] = ring_dab[top]
+    neighbour = np.zeros((n + 1) * sectors, dtype=np.int64)
+    neighbour[key[top]] = across[top]
+    peak, neighbour = peak.reshape(n + 1, sectors), neighbour.reshape(n + 1, sectors)
     present = np.isfinite(peak)
-    stained = present & (peak >= faint_od)
-    stained = _clean_circular(stained, present)
+    stained = _clean_circular(present & (peak >= faint_od), present)
+    stained = _attribute_to_neighbours(stained, present, peak, neighbour, settings)
 
     n_present = np.maximum(present.sum(axis=1), 1)
     n_stained = stained.sum(axis=1)
@@ -227,26 +234,49 @@ def measure_cells(labels: np.ndarray, dab: np.ndarray, settings: CellSettings, m
     return {name: values[1:] for name, values in result.items()}
 
 
-def _neighbour_peak(labels: np.ndarray, dab: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                    width: int) -> np.ndarray:
-    """Brightest DAB of *other* cells within ``width`` pixels of each given ring pixel.
+def _label_across(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, width: int) -> np.ndarray:
+    """The nearest other cell within ``width`` pixels of each ring pixel (0 when none).
 
-    Two touching cells' membranes lie within a pixel of each other at working resolution,
-    and scanner blur spreads each into the other's band. Comparing a pixel with the other
-    side of the boundary tells whose stain it is when one side is clearly weaker: blur
-    leaves the receiving side well under the owner's peak, while two stained cells both
-    keep theirs.
+    Nearest by chessboard distance, so the neighbour is the cell across the boundary at
+    that point, not one further along it.
     """
     height, width_px = labels.shape
     own = labels[rows, cols]
-    peak = np.zeros(len(rows))
-    for dr in range(-width, width + 1):
-        for dc in range(-width, width + 1):
-            r = np.clip(rows + dr, 0, height - 1)
-            c = np.clip(cols + dc, 0, width_px - 1)
-            other = labels[r, c]
-            np.maximum(peak, np.where((other != own) & (other > 0), dab[r, c], 0.0), out=peak)
-    return peak
+    found = np.zeros(len(rows), dtype=np.int64)
+    for radius in range(1, width + 1):
+        for dr in range(-radius, radius + 1):
+            for dc in range(-radius, radius + 1):
+                if max(abs(dr), abs(dc)) != radius:
+                    continue
+                r = np.clip(rows + dr, 0, height - 1)
+                c = np.clip(cols + dc, 0, width_px - 1)
+                other = labels[r, c]
+                take = (found == 0) & (other != own) & (other > 0)
+                found[take] = other[take]
+    return found
+
+
+def _attribute_to_neighbours(stained: np.ndarray, present: np.ndarray, peak: np.ndarray, neighbour: np.ndarray,
+                             settings: CellSettings) -> np.ndarray:
+    """Hand stained sectors back to the neighbour whose membrane they are.
+
+    At working resolution two touching cells' membranes are one blurred line, so a
+    sector can look stained because the cell next door is. The tie-breaker is the cells
+    themselves: a stained sector of cell A that borders cell B is B's stain when B is
+    clearly more completely stained than A (by ``attribution_margin``) and B's own
+    stained sectors are at least ``own_stain_ratio`` as intense as this one. In a mosaic
+    the positive cell is stained all round and its negative neighbour only where it
+    touches it, which is exactly this case; two stained neighbours both keep their stain.
+    """
+    n_present = np.maximum(present.sum(axis=1), 1)
+    completeness = stained.sum(axis=1) / n_present
+    stained_peak = np.where(stained, peak, 0.0).sum(axis=1) / np.maximum(stained.sum(axis=1), 1)
+    theirs = (
+        stained & (neighbour > 0)
+        & (completeness[neighbour] >= completeness[:, None] + settings.attribution_margin)
+        & (stained_peak[neighbour] >= settings.own_stain_ratio * np.where(stained, peak, 0.0))
+    )
+    return _clean_circular(stained & ~theirs, present)
 
 
 def _clean_circular(stained: np.ndarray, present: np.ndarray) -> np.ndarray:

@@ -48,7 +48,8 @@ class CellSettings(_Strict):
     ring_width_um: float = Field(1.0, gt=0, description="width of the membrane band sampled inside each cell")
     sectors: int = Field(32, ge=8, description="angular sectors for completeness")
     membrane_weight: float = Field(2.0, ge=0, description="weight of DAB ridges against distance in the watershed")
-    own_stain_ratio: float = Field(0.7, ge=0, le=1, description="a ring pixel is this cell's stain only if ≥ this × the neighbour cell's DAB across the boundary")
+    attribution_margin: float = Field(0.2, ge=0, le=1, description="a stained sector goes to the neighbour across it when the neighbour is this much more complete")
+    own_stain_ratio: float = Field(0.7, ge=0, le=1, description="... and the neighbour's own stain is at least this fraction of the sector's")
     lateral_min_fraction: float = Field(0.5, gt=0, le=1, description="incomplete staining of at least this share in ≤2 arcs is basolateral/lateral")
 
 

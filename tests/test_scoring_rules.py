@@ -43,7 +43,7 @@ def cell_class(od: float, comp: float, lateral: bool, criteria: str, rules: Scor
 
 def test_defaults_are_the_documented_ones() -> None:
     r = ScoringRules()
-    assert (r.faint_od, r.moderate_od, r.intense_od) == (0.10, 0.30, 0.60)
+    assert (r.faint_od, r.moderate_od, r.intense_od) == (0.10, 0.28, 0.55)
     assert (r.complete_fraction, r.min_stained_fraction) == (0.90, 0.10)
     assert (r.breast_percent, r.gastric_percent) == (10.0, 10.0)
     assert r.intense_complete_counts_toward_2plus is True
@@ -102,9 +102,9 @@ def test_rules_round_trip_through_json() -> None:
         pytest.param(-0.05, Intensity.NONE, id="negative-od"),
         pytest.param(0.0999, Intensity.NONE, id="below-faint"),
         pytest.param(0.10, Intensity.FAINT, id="at-faint"),
-        pytest.param(0.2999, Intensity.FAINT, id="below-moderate"),
-        pytest.param(0.30, Intensity.MODERATE, id="at-moderate"),
-        pytest.param(0.60, Intensity.INTENSE, id="at-intense"),
+        pytest.param(0.2799, Intensity.FAINT, id="below-moderate"),
+        pytest.param(0.28, Intensity.MODERATE, id="at-moderate"),
+        pytest.param(0.55, Intensity.INTENSE, id="at-intense"),
         pytest.param(2.5, Intensity.INTENSE, id="very-dark"),
     ],
 )

@@ -62,12 +62,12 @@ class ScoringRules(BaseModel):
         description="Membrane DAB optical density at which staining is 'faint' (below: none).",
     )
     moderate_od: float = Field(
-        0.30,
+        0.28,
         gt=0.0,
         description="Membrane DAB optical density at which staining is 'weak-moderate'.",
     )
     intense_od: float = Field(
-        0.60,
+        0.55,
         gt=0.0,
         description="Membrane DAB optical density at which staining is 'intense'.",
     )
