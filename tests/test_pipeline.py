@@ -91,3 +91,17 @@ def test_bad_config_is_refused_before_any_work(tmp_path: Path, capsys: pytest.Ca
     config.write_text("scoring:\n  intense_od: -1\n")
     assert main(["score", "whatever.svs", "--out", str(tmp_path), "--config", str(config)]) == 1
     assert capsys.readouterr().err.startswith(f"her2slide: {config}: invalid setting scoring.intense_od")
+
+
+def test_every_true_cell_is_owned_by_exactly_one_planned_tile(slides: dict[str, Path]) -> None:
+    """Generator truth against the real tile plan: no cell lost to the tissue mask, none owned twice."""
+    from her2slide.slide import detect_tissue, open_slide, plan_tiles
+
+    reader = open_slide(slides["3+"])
+    thumb, thumb_mpp = reader.thumbnail(8.0)
+    plan = plan_tiles(reader, detect_tissue(thumb, thumb_mpp, level0_mpp=reader.mpp), work_mpp=0.5,
+                      tile_px=256, margin_um=32.0)
+    truth = pq.read_table(slides["3+"].with_suffix(".truth.parquet"), columns=["x", "y"]).to_pydict()
+    x, y = np.asarray(truth["x"]), np.asarray(truth["y"])
+    owners = np.sum([tile.owns(x, y) for tile in plan], axis=0)
+    assert len(plan) > 4 and (owners == 1).all()
