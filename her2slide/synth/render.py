@@ -1,0 +1,485 @@
+"""Beer–Lambert rendering of any rectangle of a synthetic slide, with exact masks.
+
+A region is rendered from the layout alone: every pixel is a function of its global level-0
+coordinate (Voronoi labels, shape tests, nuclei) or of a neighbourhood smaller than the render
+margin (membrane distance, textures, scanner blur), and every random number comes from noise
+chunks seeded by their global position. So a slide can be rendered block by block, never
+holding level 0 in memory, and the pixels do not depend on the block size.
+
+Stain amounts are optical densities along unit stain vectors (``her2slide.stain``), the same
+convention the measurement side inverts, so the designed membrane OD is what deconvolution reads
+back on an unblurred membrane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from scipy import ndimage as ndi
+
+from ..stain import StainModel, compose_rgb
+from .layout import Layout
+
+__all__ = ["Look", "Membranes", "Scene", "Region", "Geometry", "cell_geometry", "render_region",
+           "region_geometry", "iter_blocks"]
+
+_CHUNK = 256          # noise chunk (px): random numbers are tied to global chunk positions
+_OFFSET = 1 << 24     # keeps chunk indices non-negative for SeedSequence
+_NO_KEY = np.iinfo(np.int64).max
+_ID_BITS = 24         # Voronoi key = quantised d² << 24 | cell index
+
+
+class Look(BaseModel):
+    """Stain, optics and scanner parameters. Defaults are calibrated on the oesophageal HER2 TMA
+    cores (see docs/synthetic.md for the measured numbers beside each default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    white: tuple[float, float, float] = (234.0, 233.0, 242.0)  # glass RGB of the real cores
+    haematoxylin: tuple[float, float, float] | None = None     # unit vectors; None: Ruifrok defaults
+    dab: tuple[float, float, float] | None = None
+    blur_um: float = 0.45               # scanner point spread (Gaussian σ)
+    noise_sd: tuple[float, float, float] = (1.5, 1.5, 2.8)  # sensor noise per channel, 8-bit levels
+    membrane_width_um: float = 1.3      # band across a shared boundary; each cell stains its half
+    membrane_edge_um: float = 0.4       # soft falloff of the band's edge
+    ring_variation: float = 0.12        # relative intensity variation along a membrane
+    membrane_grain: float = 0.25        # relative sd of the fine granularity of membrane DAB
+    haze_grain: float = 0.6             # relative sd of the granularity of cytoplasmic DAB
+    cytoplasm_dab_fraction: float = 0.15  # cytoplasmic haze as a fraction of the membrane OD
+    cytoplasm_h_od: float = 0.08
+    stroma_h_od: float = 0.04
+    stroma_texture: float = 0.025       # sd of the fibrous stroma texture (OD)
+    lumen_h_od: float = 0.008
+    tissue_dab_od: float = 0.03         # non-specific DAB background in tissue
+    chromatin: float = 0.22             # relative sd of the nuclear chromatin texture
+    jpeg_quality: int = 90
+
+    def stain_model(self) -> StainModel:
+        d = StainModel.default()
+        def unit(v: tuple[float, float, float] | None, default: np.ndarray) -> np.ndarray:
+            return default if v is None else np.asarray(v, np.float64) / np.linalg.norm(v)
+
+        h, b = unit(self.haematoxylin, d.haematoxylin), unit(self.dab, d.dab)
+        return StainModel(h, b, np.asarray(self.white, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class Membranes:
+    """Designed membrane stain of every tumour cell (index = cell id).
+
+    Arcs are angles around the cell's centroid ``(cx, cy)`` in level-0 px: a membrane pixel is
+    stained when its angle falls in one of up to three arcs ``[start, start + length)``.
+    """
+
+    od: np.ndarray          # DAB OD of the stained membrane
+    arc_start: np.ndarray   # (n, 3) radians
+    arc_len: np.ndarray     # (n, 3) radians, 0 for unused arcs
+    haze: np.ndarray        # cytoplasmic DAB OD
+    ring_k: np.ndarray      # (n, 2) harmonic orders of the variation along the ring
+    ring_amp: np.ndarray    # (n, 2)
+    ring_phase: np.ndarray  # (n, 2)
+    cx: np.ndarray          # centroid of the rendered cell, level-0 px
+    cy: np.ndarray
+
+    @classmethod
+    def blank(cls, n: int, cx: np.ndarray, cy: np.ndarray) -> "Membranes":
+        z = np.zeros(n)
+        z3, z2 = np.zeros((n, 3)), np.zeros((n, 2))
+        return cls(z, z3, z3.copy(), z.copy(), np.ones((n, 2), int), z2, z2.copy(), cx, cy)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything needed to render a slide: geometry, membrane design, look, pixel size, seed."""
+
+    layout: Layout
+    membranes: Membranes
+    look: Look
+    mpp: float
+    seed: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Level-0 (height, width) in pixels."""
+        return (int(round(self.layout.height_um / self.mpp)), int(round(self.layout.width_um / self.mpp)))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    labels: np.ndarray     # int32, tumour cell id + 1 (0: no tumour cell)
+    shape_map: np.ndarray  # int32, tumour shape index or -1
+    lumen: np.ndarray      # bool, gland lumen
+    tissue: np.ndarray     # bool
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rendered rectangle and its exact masks (all level-0 pixels of the same rectangle)."""
+
+    rgb: np.ndarray        # uint8 (h, w, 3)
+    cells: np.ndarray      # int32 tumour cell id + 1, 0 elsewhere
+    membrane: np.ndarray   # float32 designed membrane DAB OD before blur (0: no stained membrane)
+    boundary: np.ndarray   # bool, membrane band of every tumour cell, stained or not
+    nucleus: np.ndarray    # bool, any nucleus (tumour, stroma, lymphocyte)
+    tumour: np.ndarray     # bool, tumour epithelium (pixels of tumour cells)
+
+
+# ---------------------------------------------------------------- geometry (pointwise)
+
+
+_STEP = 4  # outlines are evaluated on a global grid of 4 px (1 µm) and interpolated bilinearly
+
+
+def _outline(blobs, i: int, mpp: float, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(outer, inner) signed radial distances of shape ``i`` over a level-0 window: exact on a
+    global coarse grid, bilinear in between (pointwise, so independent of the window)."""
+    gy = np.arange(y0 // _STEP, (y0 + h - 1) // _STEP + 2)
+    gx = np.arange(x0 // _STEP, (x0 + w - 1) // _STEP + 2)
+    outer, inner = blobs.polar(i, (gx * _STEP * mpp)[None, :], (gy * _STEP * mpp)[:, None])
+    fy = (y0 + np.arange(h)) / _STEP - gy[0]
+    fx = (x0 + np.arange(w)) / _STEP - gx[0]
+    return _lerp(outer, fy, fx), (_lerp(inner, fy, fx) if blobs.thickness[i] > 0 else None)
+
+
+def _lerp(c: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+    """Separable bilinear interpolation of grid ``c`` at fractional rows ``fy`` × columns ``fx``."""
+    c = c.astype(np.float32)
+    iy, ix = fy.astype(np.int64), fx.astype(np.int64)
+    ty, tx = (fy - iy).astype(np.float32)[:, None], (fx - ix).astype(np.float32)[None, :]
+    rows = c[:, ix] * (1 - tx) + c[:, ix + 1] * tx
+    return rows[iy] * (1 - ty) + rows[iy + 1] * ty
+
+
+def _tissue_mask(layout: Layout, mpp: float, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+    t = layout.tissue
+    xs = np.array([x0, x0 + w - 1]) * mpp - t.cx[0]
+    ys = np.array([y0, y0 + h - 1]) * mpp - t.cy[0]
+    margin = 2 * _STEP * mpp
+    if np.hypot(np.abs(xs).max(), np.abs(ys).max()) < t.rmin()[0] - margin:
+        return np.ones((h, w), bool)
+    near_x = 0.0 if xs[0] <= 0 <= xs[1] else np.abs(xs).min()
+    near_y = 0.0 if ys[0] <= 0 <= ys[1] else np.abs(ys).min()
+    if np.hypot(near_x, near_y) > t.rmax()[0] + margin:
+        return np.zeros((h, w), bool)
+    return _outline(t, 0, mpp, y0, x0, h, w)[0] < 0
+
+
+def _shape_maps(layout: Layout, mpp: float, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shape index (-1: none) and lumen mask of a level-0 window."""
+    s = layout.shapes
+    shape_map = np.full((h, w), -1, np.int32)
+    lumen = np.zeros((h, w), bool)
+    rmax = s.rmax() / mpp + 2 * _STEP
+    cx, cy = s.cx / mpp, s.cy / mpp
+    hit = (cx + rmax >= x0) & (cx - rmax < x0 + w) & (cy + rmax >= y0) & (cy - rmax < y0 + h)
+    for i in np.flatnonzero(hit):
+        c0, c1 = max(int(cx[i] - rmax[i]), x0), min(int(cx[i] + rmax[i]) + 1, x0 + w)
+        r0, r1 = max(int(cy[i] - rmax[i]), y0), min(int(cy[i] + rmax[i]) + 1, y0 + h)
+        outer, inner = _outline(s, i, mpp, r0, c0, r1 - r0, c1 - c0)
+        inside = outer < 0
+        wall = inside & (inner > 0) if inner is not None else inside
+        win = (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
+        shape_map[win][wall] = i
+        if inner is not None:
+            lumen[win] |= inside & ~wall
+    return shape_map, lumen
+
+
+def _disk(r: int) -> tuple[np.ndarray, ...]:
+    """Integer offsets within radius ``r`` + 1 and cos/sin of 2θ and 3θ of each offset."""
+    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
+    keep = oy**2 + ox**2 <= (r + 1) ** 2
+    oy, ox = oy[keep], ox[keep]
+    t = np.arctan2(oy, ox)
+    trig = [np.cos(2 * t), np.sin(2 * t), np.cos(3 * t), np.sin(3 * t)]
+    return (oy, ox, *(v.astype(np.float32) for v in trig))
+
+
+def _labels(layout: Layout, mpp: float, y0: int, x0: int, shape_map: np.ndarray) -> np.ndarray:
+    """Restricted Voronoi labels by a z-buffer: each cell writes (d², id) into the pixels within its
+    maximum radius and its own shape; the smallest key wins (ties: lowest id), pointwise exact.
+
+    d is the distance to the seed divided by ``1 + a2 cos(2θ + φ2) + a3 cos(3θ + φ3)`` (per-cell
+    a, φ; θ of the pixel's offset from the seed's pixel), which bends the straight Voronoi walls
+    into the uneven outlines of real cells."""
+    h, w = shape_map.shape
+    c = layout.cells
+    sx, sy, rm = c.x / mpp, c.y / mpp, c.rmax / mpp
+    near = np.flatnonzero((sx + rm >= x0) & (sx - rm < x0 + w) & (sy + rm >= y0) & (sy - rm < y0 + h))
+    key = np.full(h * w, _NO_KEY, np.int64)
+    if len(near):
+        # wobble as a·cos(kθ + φ) = (a cos φ) cos kθ - (a sin φ) sin kθ
+        a, ph = c.wobble_amp, c.wobble_phase
+        coef = np.stack([a[:, 0] * np.cos(ph[:, 0]), -a[:, 0] * np.sin(ph[:, 0]),
+                         a[:, 1] * np.cos(ph[:, 1]), -a[:, 1] * np.sin(ph[:, 1])], 1).astype(np.float32)
+        radius = np.ceil(rm[near]).astype(int)
+        flat_shape = shape_map.ravel()
+        iy, ix = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+        fy, fx = (sy - iy).astype(np.float32), (sx - ix).astype(np.float32)
+        for r in np.unique(radius):
+            oy, ox, *trig = _disk(int(r))
+            for b in range(0, int((radius == r).sum()), 256):
+                g = near[radius == r][b:b + 256]
+                dy = oy[None].astype(np.float32) - fy[g, None]
+                dx = ox[None].astype(np.float32) - fx[g, None]
+                d2 = dy * dy + dx * dx
+                wob = 1.0 + sum(coef[g, j, None] * trig[j][None] for j in range(4))
+                rr = iy[g, None] + oy[None] - y0
+                cc = ix[g, None] + ox[None] - x0
+                ok = (d2 <= (rm[g, None] ** 2).astype(np.float32)) & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+                flat = (rr * w + cc)[ok]
+                ids = np.broadcast_to(g[:, None], ok.shape)[ok]
+                same = flat_shape[flat] == c.shape[ids]
+                k = (((d2 / (wob * wob))[ok][same] * 256).astype(np.int64) << _ID_BITS) | ids[same]
+                np.minimum.at(key, flat[same], k)
+    lab = np.where(key == _NO_KEY, 0, (key & ((1 << _ID_BITS) - 1)) + 1).astype(np.int32)
+    return lab.reshape(h, w)
+
+
+def region_geometry(layout: Layout, mpp: float, y0: int, x0: int, h: int, w: int) -> Geometry:
+    """Tumour cell labels, shapes, lumens and tissue of a level-0 rectangle (no margin needed)."""
+    shape_map, lumen = _shape_maps(layout, mpp, y0, x0, h, w)
+    labels = _labels(layout, mpp, y0, x0, shape_map)
+    return Geometry(labels, shape_map, lumen, _tissue_mask(layout, mpp, y0, x0, h, w))
+
+
+def iter_blocks(shape: tuple[int, int], block: int):
+    """(y0, x0, h, w) of the blocks tiling a (height, width) image row by row."""
+    for y in range(0, shape[0], block):
+        for x in range(0, shape[1], block):
+            yield y, x, min(block, shape[0] - y), min(block, shape[1] - x)
+
+
+def cell_geometry(layout: Layout, mpp: float, shape: tuple[int, int],
+                  block: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact pixel count and centroid (x, y in level-0 px) of every tumour cell, block by block
+    (integer sums, so independent of the block size)."""
+    n = len(layout.cells)
+    count = np.zeros(n + 1, np.int64)
+    sx = np.zeros(n + 1, np.int64)
+    sy = np.zeros(n + 1, np.int64)
+    for y0, x0, h, w in iter_blocks(shape, block):
+        lab = region_geometry(layout, mpp, y0, x0, h, w).labels
+        if not lab.any():
+            continue
+        rows, cols = np.nonzero(lab)
+        ids = lab[rows, cols]
+        count += np.bincount(ids, minlength=n + 1)
+        sx += np.bincount(ids, weights=cols + x0, minlength=n + 1).astype(np.int64)
+        sy += np.bincount(ids, weights=rows + y0, minlength=n + 1).astype(np.int64)
+    count, sx, sy = count[1:], sx[1:], sy[1:]
+    safe = np.maximum(count, 1)
+    return count, sx / safe, sy / safe
+
+
+# ---------------------------------------------------------------- noise and textures
+
+
+def _noise(seed: int, field: int, y0: int, x0: int, h: int, w: int, channels: int = 1) -> np.ndarray:
+    """Zero-mean, unit-variance float32 noise tied to global pixel positions (chunks seeded by
+    position). Triangular (sum of two uniform bytes): near-Gaussian at a tenth of the cost."""
+    out = np.empty((h, w, channels), np.float32)
+    for cy in range(y0 // _CHUNK, (y0 + h - 1) // _CHUNK + 1):
+        for cx in range(x0 // _CHUNK, (x0 + w - 1) // _CHUNK + 1):
+            rng = np.random.default_rng([seed, field, cy + _OFFSET, cx + _OFFSET])
+            u = rng.integers(0, 256, (2, _CHUNK, _CHUNK, channels), dtype=np.uint8)
+            ys, xs = cy * _CHUNK, cx * _CHUNK
+            a0, a1 = max(y0, ys), min(y0 + h, ys + _CHUNK)
+            b0, b1 = max(x0, xs), min(x0 + w, xs + _CHUNK)
+            sl = (slice(a0 - ys, a1 - ys), slice(b0 - xs, b1 - xs))
+            out[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = u[0][sl].astype(np.float32) + u[1][sl]
+    out -= np.float32(255.0)
+    out *= np.float32(1.0 / 104.5)  # sd of the sum of two uniform bytes
+    return out if channels > 1 else out[..., 0]
+
+
+def _texture(seed: int, field: int, y0: int, x0: int, h: int, w: int, sigma_px: float) -> np.ndarray:
+    """Smooth unit-variance noise (Gaussian-filtered white noise, rescaled)."""
+    t = ndi.gaussian_filter(_noise(seed, field, y0, x0, h, w), sigma_px, truncate=_TRUNCATE)
+    return t * np.float32(2.0 * np.sqrt(np.pi) * sigma_px)
+
+
+def _coarse_texture(seed: int, field: int, y0: int, x0: int, h: int, w: int, sigma_px: float) -> np.ndarray:
+    """Like :func:`_texture` for wide textures: filtered on the global 4-px grid, then bilinear."""
+    gy0, gx0 = y0 // _STEP - 1, x0 // _STEP - 1
+    gh, gw = (y0 + h - 1) // _STEP + 2 - gy0 + 1, (x0 + w - 1) // _STEP + 2 - gx0 + 1
+    coarse = _texture(seed, field, gy0, gx0, gh, gw, sigma_px / _STEP)
+    return _lerp(coarse, (y0 + np.arange(h)) / _STEP - gy0, (x0 + np.arange(w)) / _STEP - gx0)
+
+
+_TRUNCATE = 3.0  # Gaussian filters stop at 3 σ (the rest is below 8-bit precision here)
+
+
+def _radius(sigma_px: float) -> int:
+    """Reach of scipy's Gaussian filter."""
+    return int(_TRUNCATE * sigma_px + 0.5)
+
+
+_CHROMATIN_UM = 0.35  # grain of the nuclear texture
+_FIBRE_UM = 0.7       # grain of the stroma texture (computed on the coarse grid)
+
+
+def required_margin(look: Look, mpp: float) -> int:
+    """Margin (px) a block needs so that its interior does not depend on the block size."""
+    band = int(np.ceil((look.membrane_width_um / 2 + look.membrane_edge_um) / mpp)) + 2
+    fibre = _STEP * (_radius(_FIBRE_UM / mpp / _STEP) + 2)
+    return max(_radius(_CHROMATIN_UM / mpp), band, fibre) + _radius(look.blur_um / mpp) + 4
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def _smooth_step(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _membrane(scene: Scene, lab: np.ndarray, y0: int, x0: int) -> tuple[np.ndarray, np.ndarray]:
+    """Designed membrane DAB (pre-blur) and the membrane band of every cell.
+
+    The band is measured from the cell's own boundary (distance to the nearest pixel touching
+    another label), so each cell stains its own half of a shared boundary.
+    """
+    look, m, mpp = scene.look, scene.membranes, scene.mpp
+    tumour = lab > 0
+    edge = np.zeros(lab.shape, bool)
+    dx = lab[:, 1:] != lab[:, :-1]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    dy = lab[1:] != lab[:-1]
+    edge[1:] |= dy
+    edge[:-1] |= dy
+    edge &= tumour
+    rows = np.flatnonzero(tumour.any(1))
+    cols = np.flatnonzero(tumour.any(0))
+    mem = np.zeros(lab.shape, np.float32)
+    band_mask = np.zeros(lab.shape, bool)
+    if len(rows) == 0:
+        return mem, band_mask
+    reach = int(np.ceil((look.membrane_width_um / 2 + look.membrane_edge_um) / mpp)) + 2
+    r0, r1 = max(rows[0] - reach, 0), min(rows[-1] + reach + 1, lab.shape[0])
+    c0, c1 = max(cols[0] - reach, 0), min(cols[-1] + reach + 1, lab.shape[1])
+    sub = (slice(r0, r1), slice(c0, c1))
+    dist = (ndi.distance_transform_edt(~edge[sub]) + 0.5) * mpp
+    half = look.membrane_width_um / 2
+    weight = _smooth_step((half + look.membrane_edge_um / 2 - dist) / max(look.membrane_edge_um, 1e-6))
+    sel = (weight > 0) & tumour[sub]
+    band_mask[sub] = sel & (dist <= half)
+    rr, cc = np.nonzero(sel)
+    cell = lab[sub][rr, cc] - 1
+    theta = np.mod(np.arctan2(rr + r0 + y0 - m.cy[cell], cc + c0 + x0 - m.cx[cell]), 2 * np.pi)
+    stained = np.zeros(len(cell), bool)
+    for j in range(m.arc_len.shape[1]):
+        stained |= np.mod(theta - m.arc_start[cell, j], 2 * np.pi) < m.arc_len[cell, j]
+    vary = 1.0 + sum(m.ring_amp[cell, j] * np.cos(m.ring_k[cell, j] * theta + m.ring_phase[cell, j])
+                     for j in range(m.ring_amp.shape[1]))
+    mem[sub][rr, cc] = (m.od[cell] * stained * vary * weight[rr, cc]).astype(np.float32)
+    return mem, band_mask
+
+
+def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha (0-1) and haematoxylin OD of all nuclei: soft-edged ellipses with a darker rim; tumour
+    nuclei are clipped to their own cell, stromal nuclei and lymphocytes to stroma."""
+    L, mpp = scene.layout, scene.mpp
+    h, w = lab.shape
+    c, o = L.cells, L.nuclei
+    x = np.concatenate([c.nx, o.x]) / mpp
+    y = np.concatenate([c.ny, o.y]) / mpp
+    a = np.concatenate([c.na, o.a]) / mpp
+    b = np.concatenate([c.nb, o.b]) / mpp
+    ang = np.concatenate([c.nangle, o.angle])
+    hod = np.concatenate([c.nh, o.h])
+    owner = np.concatenate([np.arange(1, len(c) + 1), np.zeros(len(o), int)])  # label required
+    alpha = np.zeros(h * w, np.float32)
+    hmap = np.zeros(h * w, np.float32)
+    near = np.flatnonzero((x + a + 2 >= x0) & (x - a - 2 < x0 + w) & (y + a + 2 >= y0) & (y - a - 2 < y0 + h))
+    if len(near) == 0:
+        return alpha.reshape(h, w), hmap.reshape(h, w)
+    flat_lab, flat_stroma = lab.ravel(), stroma.ravel()
+    edge_px = 0.5 / mpp
+    radius = (np.ceil((a[near] + 2) / 8) * 8).astype(int)
+    for r in np.unique(radius):
+        group = near[radius == r]
+        off = np.arange(-r, r + 1)
+        for s in range(0, len(group), 256):
+            g = group[s:s + 256]
+            rows = np.floor(y[g]).astype(np.int64)[:, None, None] + off[None, :, None]
+            cols = np.floor(x[g]).astype(np.int64)[:, None, None] + off[None, None, :]
+            dy, dx = rows - y[g][:, None, None], cols - x[g][:, None, None]
+            cs, sn = np.cos(ang[g])[:, None, None], np.sin(ang[g])[:, None, None]
+            u, v = dx * cs + dy * sn, -dx * sn + dy * cs
+            rho = np.sqrt((u / a[g][:, None, None]) ** 2 + (v / b[g][:, None, None]) ** 2)
+            al = np.clip(0.5 + (1.0 - rho) * b[g][:, None, None] / edge_px, 0.0, 1.0)
+            val = hod[g][:, None, None] * (0.88 + 0.3 * _smooth_step((rho - 0.55) / 0.45))
+            rr, cc = rows - y0, cols - x0
+            ok = (al > 0) & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            flat = np.broadcast_to(rr * w + cc, al.shape)[ok]
+            own = np.broadcast_to(owner[g][:, None, None], al.shape)[ok]
+            keep = np.where(own > 0, flat_lab[flat] == own, flat_stroma[flat])
+            np.maximum.at(alpha, flat[keep], al[ok][keep].astype(np.float32))
+            np.maximum.at(hmap, flat[keep], np.broadcast_to(val, al.shape)[ok][keep].astype(np.float32))
+    return alpha.reshape(h, w), hmap.reshape(h, w)
+
+
+def _glass(scene: Scene, y0: int, x0: int, h: int, w: int) -> Region:
+    base = compose_rgb(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), scene.look.stain_model())
+    noise = _noise(scene.seed, 3, y0, x0, h, w, channels=3)
+    rgb = base.astype(np.float32) + np.asarray(scene.look.noise_sd, np.float32) * noise
+    z = np.zeros((h, w), bool)
+    return Region(rgb=np.clip(np.rint(rgb), 0, 255).astype(np.uint8), cells=np.zeros((h, w), np.int32),
+                  membrane=np.zeros((h, w), np.float32), boundary=z, nucleus=z.copy(), tumour=z.copy())
+
+
+def render_region(scene: Scene, y0: int, x0: int, h: int, w: int, *, margin: int | None = None) -> Region:
+    """Render the level-0 rectangle (y0, x0, h, w) with its masks.
+
+    The rectangle is rendered with ``margin`` extra pixels on each side (default: the smallest
+    that makes the result independent of the block size) and cropped.
+    """
+    look, mpp = scene.look, scene.mpp
+    need = required_margin(look, mpp)
+    m = need if margin is None else margin
+    if m < need:
+        raise ValueError(f"margin {m} px is smaller than the {need} px the blur and textures reach")
+    Y0, X0, H, W = y0 - m, x0 - m, h + 2 * m, w + 2 * m
+    g = region_geometry(scene.layout, mpp, Y0, X0, H, W)
+    if not g.tissue.any():  # glass only: white point and sensor noise
+        return _glass(scene, y0, x0, h, w)
+    lab = g.labels
+    tumour = lab > 0
+    stroma = g.tissue & (g.shape_map < 0) & ~g.lumen
+    mem, band = _membrane(scene, lab, Y0, X0)
+    alpha, hnuc = _nuclei(scene, lab, stroma, Y0, X0)
+
+    fibre = _coarse_texture(scene.seed, 1, Y0, X0, H, W, _FIBRE_UM / mpp)
+    haem = np.where(g.tissue, np.float32(look.stroma_h_od) + np.float32(look.stroma_texture) * np.abs(fibre), 0)
+    haem = haem.astype(np.float32)
+    haem[g.lumen & g.tissue] = look.lumen_h_od
+    haem[g.shape_map >= 0] = look.cytoplasm_h_od
+    chrom = _texture(scene.seed, 2, Y0, X0, H, W, _CHROMATIN_UM / mpp)
+    haem = haem * (1 - alpha) + alpha * hnuc * (1 + np.float32(look.chromatin) * chrom)
+    np.maximum(haem, 0, out=haem)
+
+    haze = np.concatenate([[0.0], scene.membranes.haze]).astype(np.float32)[lab]
+    # granular DAB: the same fine zero-mean texture as chromatin (they never share a pixel's meaning)
+    dab = (mem * (1 + np.float32(look.membrane_grain) * chrom)
+           + haze * (1 - alpha) * (1 + np.float32(look.haze_grain) * chrom)
+           + np.float32(look.tissue_dab_od) * g.tissue)
+    np.maximum(dab, 0, out=dab)
+
+    sigma = look.blur_um / mpp
+    haem = ndi.gaussian_filter(haem, sigma, truncate=_TRUNCATE)[m:m + h, m:m + w]
+    dab = ndi.gaussian_filter(dab, sigma, truncate=_TRUNCATE)[m:m + h, m:m + w]
+    base = look.stain_model()  # float32 copy: compose_rgb then works in float32, twice as fast
+    model = StainModel(base.haematoxylin.astype(np.float32), base.dab.astype(np.float32), base.white.astype(np.float32))
+    rgb = np.empty((h, w, 3), np.uint8)
+    noise = _noise(scene.seed, 3, y0, x0, h, w, channels=3)
+    for r in range(0, h, 256):
+        part = compose_rgb(haem[r:r + 256], dab[r:r + 256], model).astype(np.float32)
+        part += np.asarray(look.noise_sd, np.float32) * noise[r:r + 256]
+        rgb[r:r + 256] = np.clip(np.rint(part), 0, 255).astype(np.uint8)
+    inner = (slice(m, m + h), slice(m, m + w))
+    return Region(rgb=rgb, cells=lab[inner].copy(), membrane=mem[inner].copy(), boundary=band[inner].copy(),
+                  nucleus=alpha[inner] >= 0.5, tumour=tumour[inner].copy())
