@@ -56,7 +56,7 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
     plan = plan_tiles(reader, mask, work_mpp=settings.tiling.work_mpp, tile_px=settings.tiling.tile_px,
                       margin_um=settings.tiling.margin_um, min_tissue_fraction=settings.tiling.min_tissue_fraction)
     t = timer.lap("tissue_and_plan", t)
-    stain = _slide_stain_model(reader, plan, settings)
+    stain = slide_stain_model(reader, plan, settings)
     t = timer.lap("stain_estimate", t)
 
     destination = Path(out_root) / path.stem
@@ -90,7 +90,7 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
     return SlideOutcome(destination, report)
 
 
-def _slide_stain_model(reader: SlideReader, plan: TilePlan, settings: Settings) -> StainModel:
+def slide_stain_model(reader: SlideReader, plan: TilePlan, settings: Settings) -> StainModel:
     """Stain vectors from a few tissue tiles spread over the slide (never normalises)."""
     if not settings.stain.estimate_per_slide or len(plan) == 0:
         return StainModel.default()

@@ -25,8 +25,8 @@ import numpy as np
 from her2slide.cells import classical_maps, find_cells, measure_cells
 from her2slide.config import Settings
 from her2slide.measure import read_tile
+from her2slide.pipeline import slide_stain_model
 from her2slide.slide import detect_tissue, open_slide, plan_tiles
-from her2slide.stain import StainModel
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         tiles = [read_tile(reader, tile, mpp) for tile in plan]
         read_s = time.perf_counter() - start
-    stain = StainModel.default()
+        stain = slide_stain_model(reader, plan, settings)
     best: dict[str, float] = {}
     cells = 0
     for _ in range(args.repeat):
