@@ -73,12 +73,12 @@ def _predict(cells: ControlCells, rules: ScoringRules, settings: Settings) -> tu
     return result.score, result.percent
 
 
-def fit_thresholds(measured: list[ControlCells], settings: Settings) -> CalibrationResult:
+def fit_thresholds(measured: list[ControlCells], settings: Settings, grid: np.ndarray = GRID) -> CalibrationResult:
     """Grid search over increasing (faint, moderate, intense) triples; centre of the best set."""
     base = settings.scoring.model_dump()
     best: list[tuple[float, float, float]] = []
     best_correct = -1
-    for triple in itertools.combinations(GRID, 3):  # combinations of a sorted grid are increasing
+    for triple in itertools.combinations(np.sort(grid), 3):  # combinations of a sorted grid are increasing
         rules = ScoringRules.model_validate({**base, "faint_od": triple[0], "moderate_od": triple[1],
                                              "intense_od": triple[2]})
         correct = sum(_predict(cells, rules, settings)[0] == cells.control.score for cells in measured)
@@ -104,13 +104,13 @@ def fit_thresholds(measured: list[ControlCells], settings: Settings) -> Calibrat
     return CalibrationResult(rules, best_correct, len(measured), ranges, per_control)
 
 
-def calibrate(controls: list[Control], settings: Settings) -> tuple[Settings, CalibrationResult]:
+def calibrate(controls: list[Control], settings: Settings, grid: np.ndarray = GRID) -> tuple[Settings, CalibrationResult]:
     """Measure, fit, and (if the faint threshold moved) measure again and refit once."""
     measured = measure_controls(controls, settings)
-    result = fit_thresholds(measured, settings)
+    result = fit_thresholds(measured, settings, grid)
     fitted = settings.model_copy(update={"scoring": result.rules})
     if abs(np.log(result.rules.faint_od / settings.scoring.faint_od)) > 0.1:
         measured = measure_controls(controls, fitted)
-        result = fit_thresholds(measured, fitted)
+        result = fit_thresholds(measured, fitted, grid)
         fitted = settings.model_copy(update={"scoring": result.rules})
     return fitted, result
