@@ -9,8 +9,9 @@ Names are loaded on first use so that registering the ``synth`` CLI stays instan
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from her2slide._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .layout import Layout, LayoutParams, make_layout
@@ -30,16 +31,4 @@ _WHERE = {
     "make_training_tiles": "tiles",
 }
 
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
