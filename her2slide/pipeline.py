@@ -49,8 +49,8 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
     start = t = time.perf_counter()
     reader = open_slide(path, mpp=mpp)
     thumb, thumb_mpp = reader.thumbnail(settings.tiling.tissue_mpp)
-    check_suitability(reader, thumb, thumb_mpp)
-    mask = detect_tissue(thumb, thumb_mpp)
+    mask = detect_tissue(thumb, thumb_mpp, level0_mpp=reader.mpp)
+    check_suitability(reader, thumb, thumb_mpp, tissue=mask)
     if not mask.mask.any():
         raise UnsuitableSlideError(path, "no tissue found; not scored")
     plan = plan_tiles(reader, mask, work_mpp=settings.tiling.work_mpp, tile_px=settings.tiling.tile_px,
