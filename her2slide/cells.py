@@ -107,16 +107,25 @@ def split_nuclei(mask: np.ndarray, mpp: float, min_separation_um: float = 3.0, m
     return watershed(-smooth, markers, mask=mask)
 
 
+def label_centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel count and centroid (row, column) of every label 0..n, indexed by label, by bincount."""
+    flat = labels.ravel()
+    rows, cols = np.indices(labels.shape)
+    area = np.bincount(flat, minlength=n + 1).astype(np.float64)
+    safe = np.maximum(area, 1)
+    cy = np.bincount(flat, rows.ravel().astype(np.float64), minlength=n + 1) / safe
+    cx = np.bincount(flat, cols.ravel().astype(np.float64), minlength=n + 1) / safe
+    return area, cy, cx
+
+
 def nucleus_props(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Area, centroid and elongation (major/minor axis) per label 1..max, from image moments."""
     n = int(labels.max())
     flat = labels.ravel()
-    rows, cols = np.indices(labels.shape)
-    r, c = rows.ravel().astype(np.float64), cols.ravel().astype(np.float64)
-    area = np.bincount(flat, minlength=n + 1).astype(np.float64)
+    area, cy, cx = label_centroids(labels, n)
     safe = np.maximum(area, 1)
-    cy, cx = np.bincount(flat, r, n + 1) / safe, np.bincount(flat, c, n + 1) / safe
-    dr, dc = r - cy[flat], c - cx[flat]
+    rows, cols = np.indices(labels.shape)
+    dr, dc = rows.ravel() - cy[flat], cols.ravel() - cx[flat]
     mu_rr = np.bincount(flat, dr * dr, n + 1) / safe + 1 / 12
     mu_cc = np.bincount(flat, dc * dc, n + 1) / safe + 1 / 12
     mu_rc = np.bincount(flat, dr * dc, n + 1) / safe
@@ -184,12 +193,7 @@ def measure_cells(labels: np.ndarray, dab: np.ndarray, settings: CellSettings, m
     n = int(labels.max())
     if n == 0:
         return {name: np.zeros(0) for name in CELL_COLUMNS}
-    flat = labels.ravel()
-    rows, cols = np.indices(labels.shape)
-    counts = np.bincount(flat, minlength=n + 1).astype(np.float64)
-    safe = np.maximum(counts, 1)
-    cy = np.bincount(flat, rows.ravel(), minlength=n + 1) / safe
-    cx = np.bincount(flat, cols.ravel(), minlength=n + 1) / safe
+    counts, cy, cx = label_centroids(labels, n)
 
     width = max(1, int(round(settings.ring_width_um / mpp)))
     size = 2 * width + 1
