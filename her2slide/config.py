@@ -67,6 +67,37 @@ class QcSettings(_Strict):
     min_tumour_cells: int = Field(200, ge=1, description="fewer measured tumour cells raise the few_tumour_cells flag")
 
 
+class RegionSettings(_Strict):
+    """The coarse grid cells accumulate into for maps and heterogeneity (heterogeneity issue)."""
+
+    region_um: float = Field(100.0, gt=10.0, description="edge of one square map region, µm")
+    min_cells: int = Field(10, ge=1, description="regions with fewer tumour cells get no local score")
+
+
+class HeterogeneitySettings(_Strict):
+    """Thresholds of the homogeneous / focal / mosaic call (see README, heterogeneity)."""
+
+
+class MapsSettings(_Strict):
+    """OME-Zarr maps and review outputs."""
+
+    ngff_version: Literal["0.4", "0.5"] = "0.4"
+    levels: int = Field(3, ge=1, le=8, description="resolution levels of the zarr images (factor 2 each)")
+
+
+class RoiSettings(_Strict):
+    """Regions of interest drawn by a pathologist (ROI/QC issue)."""
+
+
+class ModelSettings(_Strict):
+    """The membrane CNN and the engine that runs it (CNN issue)."""
+
+    weights: str | None = Field(None, description="weights file; None = the shipped model in models/")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int | None = Field(None, ge=1, description="tiles per batch; None = from free device memory")
+    workers: int | None = Field(None, ge=0, description="DataLoader worker processes; None = from CPU count")
+
+
 class Settings(_Strict):
     """Everything that decides a result; stored in report.json provenance."""
 
@@ -77,6 +108,11 @@ class Settings(_Strict):
     stain: StainSettings = StainSettings()
     scoring: ScoringRules = ScoringRules()
     qc: QcSettings = QcSettings()
+    regions: RegionSettings = RegionSettings()
+    heterogeneity: HeterogeneitySettings = HeterogeneitySettings()
+    maps: MapsSettings = MapsSettings()
+    roi: RoiSettings = RoiSettings()
+    model: ModelSettings = ModelSettings()
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import her2slide
+
+if TYPE_CHECKING:
+    from her2slide.config import Settings
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -33,3 +38,20 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return version
+
+
+def config_sha256(settings_dump: dict) -> str:
+    """Checksum of a settings dump, independent of key order."""
+    return hashlib.sha256(json.dumps(settings_dump, sort_keys=True).encode()).hexdigest()
+
+
+def run_fingerprint(settings: "Settings", input_path: Path) -> dict[str, str | None]:
+    """What decides a slide's result: a finished result with the same fingerprint needs no rerun."""
+    from her2slide.model.weights_path import weights_sha256
+
+    return {
+        "input_sha256": file_sha256(Path(input_path)),
+        "config_sha256": config_sha256(settings.dump()),
+        "model_sha256": weights_sha256(settings),
+        "code_version": code_version(),
+    }
