@@ -1,0 +1,26 @@
+"""The pictures a pathologist reviews: maps.zarr, overlay.png and review.html of one slide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from her2slide.config import Settings
+from her2slide.outputs.overlay import write_overlay_png
+from her2slide.outputs.review import write_review_html
+from her2slide.outputs.zarr_maps import write_maps_zarr
+from her2slide.region_maps import HeterogeneityResult, RegionMaps
+from her2slide.slide import SlideReader
+
+#: Longest side of the review thumbnail, px. The 8 µm/px tissue-mask thumbnail is only
+#: ~125 px across a 1 mm core: too small to see where the score changes.
+VIEW_PX = 2000
+
+
+def write_review_outputs(staging: Path, reader: SlideReader, report: dict, maps: RegionMaps,
+                         heterogeneity: HeterogeneityResult, settings: Settings) -> None:
+    """Write the map and review files into the slide's staging folder (cells.parquet is there)."""
+    write_maps_zarr(staging / "maps.zarr", maps, heterogeneity, report["provenance"],
+                    ngff_version=settings.maps.ngff_version, levels=settings.maps.levels)
+    view, view_mpp = reader.thumbnail(max(reader.mpp, max(reader.dimensions) * reader.mpp / VIEW_PX))
+    write_overlay_png(staging / "overlay.png", view, view_mpp, maps, report)
+    write_review_html(staging / "review.html", report, maps, heterogeneity, view, view_mpp, staging / "cells.parquet")
