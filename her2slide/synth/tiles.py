@@ -95,12 +95,14 @@ def _resample(region, tile_px: int, factor: float) -> dict[str, np.ndarray]:
 
 
 def make_training_tiles(n: int, out_dir: str | os.PathLike, tile_px: int = 256, mpp: float = 0.5,
-                        seed: int = 0) -> list[Path]:
+                        seed: int = 0, first: int = 0) -> list[Path]:
     """Write ``n`` tiles ``tile_#####.npz`` with ``image`` (uint8 RGB at ``mpp``), ``membrane``
     (stained membrane, bool), ``membrane_all`` (every tumour-cell membrane, stained or not),
     ``membrane_od`` (designed DAB OD, float32), ``nucleus`` (bool), ``cells`` (int32 tumour-cell
     instance labels, 0 = none), ``tumour`` (bool), ``cell_class`` (int8 breast class per label,
-    -1 for label 0 and absent cells) and ``mpp``. Deterministic for ``seed``."""
+    -1 for label 0 and absent cells) and ``mpp``. Tile ``i`` is deterministic for ``(seed, i)``, so
+    tiles ``first .. first + n - 1`` can be made in parallel chunks, and files already there are kept
+    (a cache that an interrupted run resumes)."""
     from ..scoring import ScoringRules, classify_cells
 
     if mpp < LEVEL0_MPP:
@@ -110,7 +112,11 @@ def make_training_tiles(n: int, out_dir: str | os.PathLike, tile_px: int = 256, 
     factor = mpp / LEVEL0_MPP
     size0 = int(round(tile_px * factor))
     paths = []
-    for i in range(n):
+    for i in range(first, first + n):
+        path = out / f"tile_{i:05d}.npz"
+        paths.append(path)
+        if path.exists():
+            continue
         rng = np.random.default_rng([seed, i])
         spec = random_tile_spec(rng, size0 * LEVEL0_MPP, seed * 100003 + i)
         scene, cells = build_scene(spec, block=1024)
@@ -120,9 +126,7 @@ def make_training_tiles(n: int, out_dir: str | os.PathLike, tile_px: int = 256, 
                                "breast")
         cls = np.full(len(codes) + 1, -1, np.int8)
         cls[1:] = codes
-        path = out / f"tile_{i:05d}.npz"
         tmp = path.with_name(path.stem + ".partial.npz")
         np.savez_compressed(tmp, **arrays, cell_class=cls, mpp=np.float32(mpp))
         os.replace(tmp, path)
-        paths.append(path)
     return paths

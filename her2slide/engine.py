@@ -1,0 +1,194 @@
+"""Segmenters: turn the tile plan into (tile, pixels, CellMaps), the input of cell measurement.
+
+Two segmenters with one interface, ``tiles(reader, plan, stain)``:
+
+- :class:`CnnSegmenter` streams tiles through the membrane network. A torch DataLoader
+  reads and decodes tiles in worker processes (each unpickles the reader and so opens its
+  own slide handle), batches are padded with glass, pinned and copied to the GPU without
+  blocking, and run under autocast (bf16 where the GPU has it, else fp16) in channels-last
+  layout. The next batch is launched before the previous one's maps are handed out, so the
+  GPU computes while the caller measures cells. On a CPU it is the same code in float32.
+- :class:`ClassicalSegmenter` derives the maps from colour deconvolution (the baseline).
+
+DAB is always measured from the pixels (``stain_amounts``), never from a network output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
+
+import numpy as np
+
+from her2slide.cells import CellMaps, classical_maps
+from her2slide.config import Settings
+from her2slide.measure import read_tile
+from her2slide.slide import SlideReader, Tile, TilePlan
+from her2slide.stain import StainModel, stain_amounts
+
+#: What a segmenter yields per tile: the tile, its RGB at working resolution, its maps.
+SegmentedTile = tuple[Tile, np.ndarray, CellMaps]
+
+
+class Segmenter(Protocol):
+    model_id: str
+    model_sha256: str | None
+
+    def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]: ...
+
+
+@dataclass
+class ClassicalSegmenter:
+    settings: Settings
+    model_id: str = "classical-segmenter"
+    model_sha256: str | None = None
+
+    def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
+        for tile in plan:
+            rgb = read_tile(reader, tile, plan.work_mpp)
+            yield tile, rgb, classical_maps(rgb, stain, self.settings.cells, plan.work_mpp)
+
+
+class _TileDataset:
+    """Item i: (i, RGB of tile i at working resolution). Picklable with its reader."""
+
+    def __init__(self, reader: SlideReader, plan: TilePlan) -> None:
+        self.reader, self.plan = reader, plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        return i, read_tile(self.reader, self.plan.tiles[i], self.plan.work_mpp)
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # decode workers must not fight the model for cores
+
+
+class CnnSegmenter:
+    """The membrane network over a slide's tile plan (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import torch
+
+        from her2slide.model.checkpoint import load_weights
+        from her2slide.model.train import pick_device
+        from her2slide.model.weights_path import weights_path
+
+        self.settings = settings
+        self.model = load_weights(weights_path(settings), work_mpp=settings.tiling.work_mpp)
+        self.device = pick_device(settings.model.device)
+        self.network = self.model.network.to(self.device).to(memory_format=torch.channels_last).eval()
+        self.model_id = self.model.model_id
+        self.model_sha256: str | None = self.model.sha256
+        self.cuda = self.device.type == "cuda"
+        self.dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.cuda else None
+        self._batch_size = settings.model.batch_size
+
+    def workers(self) -> int:
+        configured = self.settings.model.workers
+        return configured if configured is not None else max(0, min(8, (os.cpu_count() or 1) - 1))
+
+    def batch_size(self, tile_px: int) -> int:
+        """Tiles per batch: configured, or what fits in half the free GPU memory (1 on a CPU,
+        where batching buys nothing)."""
+        if self._batch_size is None:
+            self._batch_size = self._fit_batch(tile_px) if self.cuda else 1
+        return self._batch_size
+
+    def _fit_batch(self, tile_px: int) -> int:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        probe = torch.full((1, 3, tile_px, tile_px), 255, dtype=torch.uint8, device=self.device)
+        self._forward(probe)
+        per_tile = max(torch.cuda.max_memory_allocated(self.device) - before, 1)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(np.clip(0.5 * free // per_tile, 1, 64))
+
+    def _forward(self, images):
+        """uint8 (N, 3, H, W) on the device -> float probabilities (N, 3, H, W)."""
+        import torch
+
+        from her2slide.model.train import normalise
+
+        x = normalise(images, self.model.io).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.cuda):
+            return torch.sigmoid(self.network(x).float())
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """Probabilities (3, H, W) float32 for one RGB image (tests and evaluation)."""
+        import torch
+
+        batch = torch.from_numpy(_pad_stack([rgb], self.network.multiple)).permute(0, 3, 1, 2).to(self.device)
+        h, w = rgb.shape[:2]
+        return self._forward(batch)[0, :, :h, :w].cpu().numpy()
+
+    def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        if len(plan) == 0:
+            return
+        side = max(max(t.read[2] - t.read[0], t.read[3] - t.read[1]) for t in plan.tiles)
+        tile_px = int(np.ceil(side / plan.downsample / self.network.multiple) * self.network.multiple)
+        workers = self.workers()
+        loader = DataLoader(_TileDataset(reader, plan), batch_size=self.batch_size(tile_px), shuffle=False,
+                            num_workers=workers, collate_fn=partial(_collate, multiple=self.network.multiple), pin_memory=self.cuda,
+                            worker_init_fn=_worker_init if workers else None,
+                            prefetch_factor=4 if workers else None, persistent_workers=False)
+        pending = None
+        for indices, rgbs, batch in loader:
+            probs = self._forward(batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2))
+            host = probs.to("cpu", non_blocking=self.cuda)
+            if self.cuda:
+                done = torch.cuda.Event()
+                done.record()
+            if pending is not None:
+                yield from self._unpack(*pending, plan, stain)
+            if self.cuda:
+                done.synchronize()
+            pending = (indices, rgbs, host)
+        if pending is not None:
+            yield from self._unpack(*pending, plan, stain)
+
+    def _unpack(self, indices, rgbs, probs, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
+        probs = probs.numpy()
+        for i, rgb, p in zip(indices, rgbs, probs):
+            h, w = rgb.shape[:2]
+            membrane, nucleus, tumour = p[:, :h, :w]
+            dab = stain_amounts(rgb, stain)[..., 1]
+            yield plan.tiles[i], rgb, CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=dab)
+
+
+def _pad_stack(rgbs: list[np.ndarray], multiple: int) -> np.ndarray:
+    """Stack tiles of different sizes into one (N, H, W, 3) uint8 batch, padded with glass."""
+    h = max(r.shape[0] for r in rgbs)
+    w = max(r.shape[1] for r in rgbs)
+    h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    out = np.full((len(rgbs), h, w, 3), 255, np.uint8)
+    for k, rgb in enumerate(rgbs):
+        out[k, : rgb.shape[0], : rgb.shape[1]] = rgb
+    return out
+
+
+def _collate(items: list[tuple[int, np.ndarray]], multiple: int):
+    import torch
+
+    indices = [i for i, _ in items]
+    rgbs = [rgb for _, rgb in items]
+    return indices, rgbs, torch.from_numpy(_pad_stack(rgbs, multiple))
+
+
+def make_segmenter(settings: Settings) -> Segmenter:
+    """The segmenter the settings name (``cnn`` loads and checks the weights)."""
+    if settings.segmenter == "classical":
+        return ClassicalSegmenter(settings)
+    return CnnSegmenter(settings)

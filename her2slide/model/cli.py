@@ -1,0 +1,44 @@
+"""``her2slide train``: train or fine-tune the membrane network (torch imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _slide_and_geojson(text: str) -> tuple[Path, Path]:
+    slide, sep, geojson = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError("expected SLIDE=CELLS.geojson")
+    return Path(slide), Path(geojson)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train or fine-tune the membrane CNN (synthetic data plus a lab's own)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder (resumes if it holds a checkpoint)")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--synthetic-tiles", type=int, default=400, help="size of the synthetic tile pool (0: lab data only)")
+    parser.add_argument("--validation-tiles", type=int, default=120)
+    parser.add_argument("--tile-cache", type=Path, default=Path("runs/tiles"), help="where synthetic tiles are cached")
+    parser.add_argument("--lab-tiles", type=Path, action="append", default=[], metavar="DIR",
+                        help="folder of *.npz tiles, or *.png with NAME_membrane/_nucleus/_tumour.png masks")
+    parser.add_argument("--qupath", type=_slide_and_geojson, action="append", default=[], metavar="SLIDE=CELLS.geojson",
+                        help="cells exported from QuPath (exhaustively annotated area) and their slide")
+    parser.add_argument("--init", type=Path, help="fine-tune from these weights (e.g. models/her2slide-membrane-v1.pt)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader processes preparing samples")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from her2slide.model.train import TrainConfig, train
+
+    config = TrainConfig(out=args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                         synthetic_tiles=args.synthetic_tiles, validation_tiles=args.validation_tiles,
+                         tile_cache=args.tile_cache, lab_tiles=args.lab_tiles, qupath=args.qupath,
+                         init=args.init, device=args.device, workers=args.workers)
+    train(config, log=lambda line: print(line, flush=True))
+    return 0
