@@ -39,6 +39,8 @@ class Segmenter(Protocol):
 
     def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]: ...
 
+    def segment(self, rgb: np.ndarray, stain: StainModel) -> CellMaps: ...
+
 
 @dataclass
 class ClassicalSegmenter:
@@ -49,7 +51,10 @@ class ClassicalSegmenter:
     def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
         for tile in plan:
             rgb = read_tile(reader, tile, plan.work_mpp)
-            yield tile, rgb, classical_maps(rgb, stain, self.settings.cells, plan.work_mpp)
+            yield tile, rgb, self.segment(rgb, stain)
+
+    def segment(self, rgb: np.ndarray, stain: StainModel) -> CellMaps:
+        return classical_maps(rgb, stain, self.settings.cells, self.settings.tiling.work_mpp)
 
 
 class _TileDataset:
@@ -131,6 +136,9 @@ class CnnSegmenter:
         h, w = rgb.shape[:2]
         return self._forward(batch)[0, :, :h, :w].cpu().numpy()
 
+    def segment(self, rgb: np.ndarray, stain: StainModel) -> CellMaps:
+        return _cell_maps(rgb, self.predict(rgb), stain)
+
     def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
         import torch
         from torch.utils.data import DataLoader
@@ -162,10 +170,14 @@ class CnnSegmenter:
     def _unpack(self, indices, rgbs, probs, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
         probs = probs.numpy()
         for i, rgb, p in zip(indices, rgbs, probs):
-            h, w = rgb.shape[:2]
-            membrane, nucleus, tumour = p[:, :h, :w]
-            dab = stain_amounts(rgb, stain)[..., 1]
-            yield plan.tiles[i], rgb, CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=dab)
+            yield plan.tiles[i], rgb, _cell_maps(rgb, p, stain)
+
+
+def _cell_maps(rgb: np.ndarray, probs: np.ndarray, stain: StainModel) -> CellMaps:
+    """Network probabilities (3, >=H, >=W; padding cropped here) plus DAB measured from the pixels."""
+    h, w = rgb.shape[:2]
+    membrane, nucleus, tumour = probs[:, :h, :w]
+    return CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=stain_amounts(rgb, stain)[..., 1])
 
 
 def _pad_stack(rgbs: list[np.ndarray], multiple: int) -> np.ndarray:

@@ -2,12 +2,14 @@
 """Score the four real HER2 IHC oesophageal TMA cores and draw what was measured.
 
     python3 scripts/evaluate_real_cores.py [--data ../shared/data/her2-ihc-oesophagus-tma] [--out runs/cores] \
-        [--images docs/images]
+        [--images docs/images] [--segmenter cnn|classical] [--model WEIGHTS]
 
 Prints each core's label and measured score (gastric-resection criteria, --mpp 0.25), the class
 percentages and the median stained membrane OD; writes, per core, a side-by-side image of a
 tissue crop and the same crop with every measured cell outlined in its class colour
 (0 blue, 1+ yellow, 2+ orange, 3+ red), so one can see whether the outlines sit on membranes.
+With the CNN a middle panel shows its membrane map (green) and tumour map (faint magenta)
+over the tissue: ``real_core_<name>_cnn.jpg``; the classical images are ``real_core_<name>.jpg``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from her2slide.cells import classical_maps, find_cells, measure_cells
+from her2slide.cells import find_cells, measure_cells
 from her2slide.config import load_settings
+from her2slide.engine import make_segmenter
 from her2slide.pipeline import score_slide_file
 from her2slide.scoring import classify_cells
 from her2slide.slide import open_slide
@@ -33,7 +36,7 @@ CLASS_COLOURS = np.array([[40, 90, 255], [255, 220, 0], [255, 140, 0], [230, 0, 
 ORDER = {"0": 0, "1+": 1, "2+": 2, "3+": 3}
 
 
-def overlay(path: Path, report: dict, settings, crop_px: int = 500) -> np.ndarray:
+def overlay(path: Path, report: dict, settings, segmenter, crop_px: int = 500) -> np.ndarray:
     """Crop around the densest measured cells; outline each cell in its class colour."""
     reader = open_slide(path, mpp=0.25)
     cells = pq.read_table(Path(report["_out"]) / "cells.parquet", columns=["x", "y"]).to_pydict()
@@ -49,7 +52,7 @@ def overlay(path: Path, report: dict, settings, crop_px: int = 500) -> np.ndarra
     stain = StainModel(np.array(report["provenance"]["stain"]["haematoxylin"]),
                        np.array(report["provenance"]["stain"]["dab"]),
                        np.array(report["provenance"]["stain"]["white"]))
-    maps = classical_maps(rgb, stain, settings.cells, settings.tiling.work_mpp)
+    maps = segmenter.segment(rgb, stain)
     labels = find_cells(maps, settings.cells, settings.tiling.work_mpp)
     measured = measure_cells(labels, maps.dab, settings.cells, settings.tiling.work_mpp, settings.scoring.faint_od)
     classes = classify_cells(measured["stained_dab_od"], measured["completeness"], measured["lateral"],
@@ -58,7 +61,21 @@ def overlay(path: Path, report: dict, settings, crop_px: int = 500) -> np.ndarra
     outline = find_boundaries(labels, mode="inner") & (labels > 0)
     drawn = rgb.copy()
     drawn[outline] = CLASS_COLOURS[lookup[labels[outline]] - 1]
-    return np.concatenate([rgb, np.full((rgb.shape[0], 8, 3), 255, np.uint8), drawn], axis=1)
+    gap = np.full((rgb.shape[0], 8, 3), 255, np.uint8)
+    panels = [rgb, gap, drawn]
+    if settings.segmenter == "cnn":
+        panels[1:1] = [gap, _maps_panel(rgb, maps)]
+    return np.concatenate(panels, axis=1)
+
+
+def _maps_panel(rgb: np.ndarray, maps) -> np.ndarray:
+    """Membrane probability in green and tumour probability as a faint magenta wash."""
+    out = rgb.astype(np.float32)
+    tumour = maps.tumour[..., None] * 0.25
+    out = out * (1 - tumour) + tumour * np.array([200, 0, 200])
+    membrane = maps.membrane[..., None]
+    out = out * (1 - membrane) + membrane * np.array([0, 220, 0])
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,16 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/cores"))
     parser.add_argument("--images", type=Path, default=Path("docs/images"))
     parser.add_argument("--config", type=Path)
+    parser.add_argument("--segmenter", choices=("cnn", "classical"))
+    parser.add_argument("--model", type=Path)
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"{args.data}: not found (the real cores live in ../shared/data)", file=sys.stderr)
         return 1
-    settings = load_settings(args.config, criteria="gastric-resection")
+    settings = load_settings(args.config, criteria="gastric-resection", segmenter=args.segmenter)
+    if args.model:
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"weights": str(args.model)})})
+    segmenter = make_segmenter(settings)
+    suffix = "_cnn" if settings.segmenter == "cnn" else ""
     args.images.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in sorted(args.data.glob("*.jpg")):
         label = {"0": "0", "1": "1+", "2": "2+", "3": "3+"}[path.name[0]]
-        outcome = score_slide_file(path, args.out, settings, mpp=0.25)
+        outcome = score_slide_file(path, args.out, settings, mpp=0.25, segmenter=segmenter)
         report = {**outcome.report, "_out": str(outcome.out_dir)}
         od = pq.read_table(outcome.out_dir / "cells.parquet", columns=["stained_dab_od"]).column(0).to_numpy()
         row = {"core": path.name[:10], "label": label, "score": report["score"],
@@ -86,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                "p90_stained_od": round(float(np.percentile(od, 90)), 3)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-        image = overlay(path, report, settings)
-        Image.fromarray(image).save(args.images / f"real_core_{path.name[:10]}.jpg", quality=82)
+        image = overlay(path, report, settings, segmenter)
+        Image.fromarray(image).save(args.images / f"real_core_{path.name[:10]}{suffix}.jpg", quality=82)
     in_order = all(ORDER[a["score"]] <= ORDER[b["score"]] for a, b in zip(rows, rows[1:]))
     print(f"scores in the order of the labels: {in_order}")
     return 0

@@ -5,7 +5,8 @@ For every slide of a synthetic suite: cell detection F1 (a detected centroid mat
 tumour cell within 4 µm, one to one), completeness mean absolute error and per-cell class
 accuracy over matched cells, and whether the slide score equals the true score.
 
-    python3 scripts/evaluate_synthetic.py --suite-dir runs/suite --out runs/eval [--n 40] [--json runs/eval.json]
+    python3 scripts/evaluate_synthetic.py --suite-dir runs/suite --out runs/eval [--n 40] [--json runs/eval.json] \
+        [--segmenter cnn|classical] [--model WEIGHTS]
 
 The suite is generated into --suite-dir when it is not there yet.
 """
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
 from her2slide.config import load_settings
+from her2slide.engine import make_segmenter
 from her2slide.pipeline import score_slide_file
 from her2slide.scoring import CELL_CLASSES
 
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--config", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--segmenter", choices=("cnn", "classical"))
+    parser.add_argument("--model", type=Path)
     args = parser.parse_args(argv)
 
     truths = sorted(args.suite_dir.glob("*.truth.parquet"))
@@ -115,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
 
         make_suite(args.suite_dir, n=args.n)
         truths = sorted(args.suite_dir.glob("*.truth.parquet"))
-    settings = load_settings(args.config, criteria="breast")
+    settings = load_settings(args.config, criteria="breast", segmenter=args.segmenter)
+    if args.model:
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"weights": str(args.model)})})
+    segmenter = make_segmenter(settings)
     rows = []
     start = time.perf_counter()
     for truth in truths[: args.n]:
         name = truth.name.replace(".truth.parquet", "")
-        outcome = score_slide_file(args.suite_dir / f"{name}.svs", args.out, settings)
+        outcome = score_slide_file(args.suite_dir / f"{name}.svs", args.out, settings, segmenter=segmenter)
         row = evaluate_slide(truth, args.suite_dir / f"{name}.truth.json", outcome.out_dir)
         rows.append(row)
         print(f"{name:10s} {row['pattern'] or '':12s} true {row['true_score']:3s} got {row['score']:3s} "
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     summary = summarise(rows)
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+    summary["segmenter"] = settings.segmenter
     print(json.dumps({k: v for k, v in summary.items() if k != "confusion_true_rows_pred_cols"}, indent=2))
     print("class confusion (rows: true 0,1+,2+,3+; columns: measured):")
     for label, row in zip(CELL_CLASSES, summary["confusion_true_rows_pred_cols"]):
