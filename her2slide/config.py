@@ -62,9 +62,31 @@ class StainSettings(_Strict):
 
 
 class QcSettings(_Strict):
-    """Slide-level quality thresholds."""
+    """Tile-level quality control and the slide-level verdict (measured basis: docs/roi_and_qc.md)."""
 
-    min_tumour_cells: int = Field(200, ge=1, description="fewer measured tumour cells raise the few_tumour_cells flag")
+    min_tumour_cells: int = Field(200, ge=1, description="fewer scored tumour cells fail the slide (few_tumour_cells)")
+    max_excluded_fraction: float = Field(0.5, ge=0, le=1, description="more of the tissue excluded by QC fails the slide (too_much_excluded)")
+    min_counterstain_od: float = Field(0.04, ge=0, description="nuclear haematoxylin (median of blocks' 95th percentile) below this fails the slide (stain_out_of_range)")
+    max_counterstain_od: float = Field(0.6, gt=0, description="... and above this")
+    max_background_dab_od: float = Field(0.08, gt=0, description="tissue background DAB (median of blocks' 20th percentile) above this fails the slide")
+    tile_checks: bool = Field(True, description="False: no block is excluded (the slide-level verdict still applies)")
+    block_um: float = Field(64.0, ge=8, description="edge of a QC block: the unit that is excluded")
+    saturated_dark_level: int = Field(5, ge=0, le=254, description="a pixel with every channel at or below this is clipped black")
+    saturated_max_fraction: float = Field(0.25, ge=0, le=1, description="more clipped pixels (black, or pure-white fill on non-white glass) exclude a block (saturated)")
+    ink_residual_share: float = Field(0.3, gt=0, le=1, description="ink pixel: |residual OD| / |OD| above this (colour outside the haematoxylin-DAB plane) ...")
+    ink_min_od: float = Field(0.2, gt=0, description="... at an optical density above this")
+    ink_haematoxylin_od: float = Field(0.9, gt=0, description="ink pixel: haematoxylin amount above this (blue ink; nuclei stay below 0.5)")
+    ink_dark_od: float = Field(0.6, gt=0, description="ink pixel: every RGB channel's OD above this (black ink; stains leave one channel pale)")
+    ink_max_fraction: float = Field(0.02, ge=0, le=1, description="more ink pixels exclude a block (ink)")
+    fold_min_haematoxylin_od: float = Field(0.06, gt=0, description="fold: the block's 20th-percentile haematoxylin above this ...")
+    fold_ratio: float = Field(1.8, ge=1, description="... and above this multiple of the slide's typical value (folds double it)")
+    blur_max_edge_um: float = Field(2.8, gt=0, description="blur: haematoxylin edge width (contrast / steepest gradient) above this, µm")
+    blur_min_contrast_od: float = Field(0.03, gt=0, description="blocks with less haematoxylin contrast are not judged for focus")
+    cytoplasmic_min_od: float = Field(0.25, gt=0, description="cytoplasmic cell: interior DAB at least this ...")
+    cytoplasmic_ratio: float = Field(0.4, gt=0, description="... and at least this fraction of its stained-membrane DAB")
+    cytoplasmic_min_cells: int = Field(3, ge=1, description="a block needs this many tumour cells to be judged cytoplasmic")
+    cytoplasmic_min_share: float = Field(0.5, gt=0, le=1, description="share of cytoplasmic cells that excludes a block (cytoplasmic)")
+    edge_um: float = Field(40.0, ge=0, description="blocks whose centre is within this distance of the tissue edge are excluded (edge); 0 = off")
 
 
 class RegionSettings(_Strict):
@@ -75,7 +97,15 @@ class RegionSettings(_Strict):
 
 
 class HeterogeneitySettings(_Strict):
-    """Thresholds of the homogeneous / focal / mosaic call (see README, heterogeneity)."""
+    """Thresholds of the homogeneous / focal / mosaic call (see docs/heterogeneity.md)."""
+
+    positive_class: Literal["1+", "2+", "3+"] = Field("2+", description="cells of this class or stronger are the positive subpopulation")
+    min_positive_percent: float = Field(5.0, ge=0, le=100, description="heterogeneous needs more than this % positive cells (CAP 2009: > 5%)")
+    max_positive_percent: float = Field(50.0, ge=0, le=100, description="... and less than this % (CAP 2009: < 50%)")
+    focal_min_segregation: float = Field(0.35, ge=0, le=1, description="bias-corrected Cramér's V of regions x positive at or above which positive cells are focal, below mosaic")
+    region_positive_share: float = Field(0.5, gt=0, le=1, description="a scored region is positive when this share of its cells are positive")
+    mixed_min_share: float = Field(0.1, gt=0, le=0.5, description="a scored region is mixed when positive and negative cells each make at least this share")
+    max_listed_clusters: int = Field(50, ge=0, description="report.json lists the largest clusters only; the label map holds all")
 
 
 class MapsSettings(_Strict):
@@ -86,7 +116,14 @@ class MapsSettings(_Strict):
 
 
 class RoiSettings(_Strict):
-    """Regions of interest drawn by a pathologist (ROI/QC issue)."""
+    """Regions of interest drawn by a pathologist (docs/roi_and_qc.md)."""
+
+    exclude_classes: tuple[str, ...] = Field(
+        ("Exclude", "Ignore", "DCIS", "In situ", "LCIS", "Normal", "Necrosis", "Artefact", "Artifact"),
+        description="annotation classes whose regions are left out (case-insensitive; QuPath's trailing '*', "
+                    "as in 'Ignore*', is ignored); any other class, or none, marks an include region")
+    outside_tolerance_um: float = Field(50.0, ge=0, description="ROI polygons may overhang the slide by this much; "
+                                        "further out means they belong to another image or are not level-0 pixels")
 
 
 class ModelSettings(_Strict):
@@ -98,11 +135,28 @@ class ModelSettings(_Strict):
     workers: int | None = Field(None, ge=0, description="DataLoader worker processes; None = from CPU count")
 
 
+class ContextSettings(_Strict):
+    """Diagnostic context beside the score: simulated biopsies and bulk-NGS dilution (docs/diagnostic_context.md)."""
+
+    needle_gauge: Literal[14, 16, 18] = Field(14, description="core needle; core width = its nominal inner diameter (1.60 / 1.19 / 0.84 mm)")
+    core_width_um: float | None = Field(None, gt=0, description="core width override, µm; None = from the gauge")
+    core_length_um: float = Field(15000.0, gt=0, description="core length before it is clipped to the tumour, µm")
+    max_cores: int = Field(6, ge=1, le=20, description="report biopsies of k = 1 .. max_cores cores")
+    simulations: int = Field(2000, ge=10, description="simulated biopsies; Monte Carlo standard error <= 0.5/sqrt(n)")
+    min_core_cells: int = Field(50, ge=1, description="a biopsy (or core) with fewer tumour cells is non-diagnostic")
+    gastric_cores_as_biopsies: bool = Field(True, description="score cores of a gastric resection with the biopsy (cluster) rule")
+    grid_um: float = Field(10.0, gt=0, description="lattice step on which cores are placed; grows on large sections")
+    angles: int = Field(36, ge=1, description="core orientations, evenly spaced over 180 degrees")
+    seed: int = Field(0, description="random seed of the simulation")
+    ngs_threshold_cn: float = Field(6.0, gt=2.0, description="bulk copy number at or above which NGS calls amplification (lab-specific)")
+    ngs_unamplified_cn: float = Field(2.0, ge=0, description="HER2 copy number of the tumour's unamplified cells")
+
+
 class Settings(_Strict):
     """Everything that decides a result; stored in report.json provenance."""
 
     criteria: Criteria = Criteria.BREAST
-    segmenter: Literal["classical"] = "classical"
+    segmenter: Literal["cnn", "classical"] = "cnn"
     tiling: TilingSettings = TilingSettings()
     cells: CellSettings = CellSettings()
     stain: StainSettings = StainSettings()
@@ -113,6 +167,7 @@ class Settings(_Strict):
     maps: MapsSettings = MapsSettings()
     roi: RoiSettings = RoiSettings()
     model: ModelSettings = ModelSettings()
+    context: ContextSettings = ContextSettings()
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")

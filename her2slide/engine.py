@@ -25,6 +25,7 @@ import numpy as np
 
 from her2slide.cells import CellMaps, classical_maps
 from her2slide.config import Settings
+from her2slide.errors import InputError
 from her2slide.measure import read_tile
 from her2slide.slide import SlideReader, Tile, TilePlan
 from her2slide.stain import StainModel, stain_amounts
@@ -88,6 +89,10 @@ class CnnSegmenter:
 
         self.settings = settings
         self.model = load_weights(weights_path(settings), work_mpp=settings.tiling.work_mpp)
+        margin_px = settings.tiling.margin_um / settings.tiling.work_mpp
+        if margin_px < self.model.io.context_px:
+            raise InputError(self.model.path, f"the model needs {self.model.io.context_px} px of context around each "
+                                              f"tile; tiling.margin_um gives only {margin_px:.0f} px")
         self.device = pick_device(settings.model.device)
         self.network = self.model.network.to(self.device).to(memory_format=torch.channels_last).eval()
         self.model_id = self.model.model_id
@@ -132,7 +137,8 @@ class CnnSegmenter:
         """Probabilities (3, H, W) float32 for one RGB image (tests and evaluation)."""
         import torch
 
-        batch = torch.from_numpy(_pad_stack([rgb], self.network.multiple)).permute(0, 3, 1, 2).to(self.device)
+        batch = torch.from_numpy(_pad_stack([rgb], self.network.multiple, self.model.io.context_px))
+        batch = batch.permute(0, 3, 1, 2).to(self.device)
         h, w = rgb.shape[:2]
         return self._forward(batch)[0, :, :h, :w].cpu().numpy()
 
@@ -146,10 +152,12 @@ class CnnSegmenter:
         if len(plan) == 0:
             return
         side = max(max(t.read[2] - t.read[0], t.read[3] - t.read[1]) for t in plan.tiles)
-        tile_px = int(np.ceil(side / plan.downsample / self.network.multiple) * self.network.multiple)
+        context = self.model.io.context_px
+        tile_px = int(np.ceil((side / plan.downsample + context) / self.network.multiple) * self.network.multiple)
         workers = self.workers()
         loader = DataLoader(_TileDataset(reader, plan), batch_size=self.batch_size(tile_px), shuffle=False,
-                            num_workers=workers, collate_fn=partial(_collate, multiple=self.network.multiple), pin_memory=self.cuda,
+                            num_workers=workers, pin_memory=self.cuda,
+                            collate_fn=partial(_collate, multiple=self.network.multiple, context=context),
                             worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=4 if workers else None, persistent_workers=False)
         pending = None
@@ -180,10 +188,14 @@ def _cell_maps(rgb: np.ndarray, probs: np.ndarray, stain: StainModel) -> CellMap
     return CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=stain_amounts(rgb, stain)[..., 1])
 
 
-def _pad_stack(rgbs: list[np.ndarray], multiple: int) -> np.ndarray:
-    """Stack tiles of different sizes into one (N, H, W, 3) uint8 batch, padded with glass."""
-    h = max(r.shape[0] for r in rgbs)
-    w = max(r.shape[1] for r in rgbs)
+def _pad_stack(rgbs: list[np.ndarray], multiple: int, context: int = 0) -> np.ndarray:
+    """Stack tiles of different sizes into one (N, H, W, 3) uint8 batch, padded with glass.
+
+    At least ``context`` px (the network's receptive-field radius) of glass follow every
+    tile's right and bottom edges, so its maps are the same whatever tiles share its batch:
+    without it, a slide-edge tile's maps changed with the batch size, i.e. with free GPU memory."""
+    h = max(r.shape[0] for r in rgbs) + context
+    w = max(r.shape[1] for r in rgbs) + context
     h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
     out = np.full((len(rgbs), h, w, 3), 255, np.uint8)
     for k, rgb in enumerate(rgbs):
@@ -191,12 +203,12 @@ def _pad_stack(rgbs: list[np.ndarray], multiple: int) -> np.ndarray:
     return out
 
 
-def _collate(items: list[tuple[int, np.ndarray]], multiple: int):
+def _collate(items: list[tuple[int, np.ndarray]], multiple: int, context: int):
     import torch
 
     indices = [i for i, _ in items]
     rgbs = [rgb for _, rgb in items]
-    return indices, rgbs, torch.from_numpy(_pad_stack(rgbs, multiple))
+    return indices, rgbs, torch.from_numpy(_pad_stack(rgbs, multiple, context))
 
 
 def make_segmenter(settings: Settings) -> Segmenter:

@@ -109,11 +109,16 @@ def qupath_samples(slide_path: Path, geojson_path: Path, work_mpp: float, tile_p
         for tx in np.arange(x0, x1, step):
             image = reader.read_at_mpp(int(tx), int(ty), int(step), int(step), work_mpp)[:tile_px, :tile_px]
             origin = np.array([int(tx), int(ty)], float)
-            labels = _rasterise(outlines, origin, ds, image.shape[:2])
+            # Rasterised with a one-pixel halo, so an outline on the tile's edge (always the case
+            # for the first row and column of tiles, which start at the cells' bounding box) is
+            # still a membrane, while a cell cut by the edge has none there.
+            halo = (image.shape[0] + 2, image.shape[1] + 2)
+            labels = _rasterise(outlines, origin - ds, ds, halo)
+            membrane = (find_boundaries(labels, mode="inner") & (labels > 0))[1:-1, 1:-1]
+            labels = labels[1:-1, 1:-1]
             nucleus = _rasterise(nuclei, origin, ds, image.shape[:2]) > 0
             tumour = (labels > 0) | (_rasterise([_rings(f["geometry"]) for f in tumour_regions], origin, ds,
                                                 image.shape[:2]) > 0)
-            membrane = find_boundaries(labels, mode="inner") & (labels > 0)
             target = np.stack([membrane, nucleus, tumour]).astype(np.float32)
             samples.append(Sample(image, target, np.array([True, any(nuclei), True])))
     reader.close()

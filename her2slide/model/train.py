@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from her2slide.errors import InputError
 from her2slide.model.checkpoint import ModelIO, build_network, load_weights, save_weights
 from her2slide.model.data import Augment, Sample, lab_samples, load_npz_sample, qupath_samples
 from her2slide.model.metrics import evaluate_maps, network_predictor
@@ -72,7 +73,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+        # an InputError, so `her2slide score --device cuda` on a CPU-only machine is one line, not a traceback
+        raise InputError("settings", "device cuda asked for, but torch sees no CUDA device (use --device auto or cpu)")
     return torch.device(name)
 
 
