@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -34,11 +35,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from her2slide.errors import InputError
     from her2slide.model.train import TrainConfig, train
 
     config = TrainConfig(out=args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                          synthetic_tiles=args.synthetic_tiles, validation_tiles=args.validation_tiles,
                          tile_cache=args.tile_cache, lab_tiles=args.lab_tiles, qupath=args.qupath,
                          init=args.init, device=args.device, workers=args.workers)
-    train(config, log=lambda line: print(line, flush=True))
+    try:
+        train(config, log=lambda line: print(line, flush=True))
+    except InputError as exc:
+        print(f"her2slide: {exc}", file=sys.stderr)
+        return 1
     return 0
