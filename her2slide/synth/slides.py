@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .layout import KINDS, LayoutParams, make_layout
+from .artefacts import Artefact, artefact_polygon_um, with_artefacts
 from .render import Look, Membranes, Scene, cell_geometry, render_region
 from .svs import write_svs
 
@@ -100,6 +101,7 @@ class SlideSpec(BaseModel):
     layout: LayoutParams = Field(default_factory=LayoutParams)
     membrane: MembraneDesign = Field(default_factory=MembraneDesign)
     look: Look = Field(default_factory=Look)
+    artefacts: list[Artefact] = Field(default_factory=list)  # blur / fold / ink painted over the render (QC tests)
 
     @model_validator(mode="after")
     def _check(self) -> "SlideSpec":
@@ -350,6 +352,8 @@ def _write_truth(spec: SlideSpec, scene: Scene, cells: dict[str, np.ndarray], sc
         "width_um": spec.size_um[0], "height_um": spec.size_um[1],
         "levels": n_levels,
         "spec": spec.model_dump(mode="json"),
+        "artefacts": [{"kind": a.kind, "polygon_um": artefact_polygon_um(a),
+                       "polygon_px": (np.asarray(artefact_polygon_um(a)) / spec.mpp).tolist()} for a in spec.artefacts],
         "generator": {"name": "her2slide.synth", "version": VERSION, "seconds": round(seconds, 2)},
     }
     tmp = js_path.with_name(js_path.name + ".partial")
@@ -371,7 +375,9 @@ def make_synthetic_slide(spec: SlideSpec, out_dir: str | os.PathLike, *, block: 
     def report(done: int, total: int) -> None:
         print(f"\r  {name}: {100 * done / total:5.1f}%", end="", file=sys.stderr, flush=True)
 
-    svs_path = write_svs(out / f"{name}.svs", lambda y, x, h, w: render_region(scene, y, x, h, w).rgb,
+    source = with_artefacts(lambda y, x, h, w: render_region(scene, y, x, h, w).rgb, spec.artefacts, spec.mpp,
+                            spec.look.white)
+    svs_path = write_svs(out / f"{name}.svs", source,
                          scene.shape, spec.mpp, quality=spec.look.jpeg_quality, block=block,
                          extra={"Filename": name, "Synthetic": f"her2slide.synth v{VERSION}"},
                          progress=report if progress else None)
