@@ -84,7 +84,7 @@ class QcSettings(_Strict):
     blur_min_contrast_od: float = Field(0.03, gt=0, description="blocks with less haematoxylin contrast are not judged for focus")
     cytoplasmic_min_od: float = Field(0.25, gt=0, description="cytoplasmic cell: interior DAB at least this ...")
     cytoplasmic_ratio: float = Field(0.4, gt=0, description="... and at least this fraction of its stained-membrane DAB")
-    cytoplasmic_min_cells: int = Field(3, ge=1, description="a block needs this many tumour cells to be judged cytoplasmic")
+    cytoplasmic_min_cells: int = Field(3, ge=1, description="a block needs this many stained tumour cells to be judged cytoplasmic")
     cytoplasmic_min_share: float = Field(0.5, gt=0, le=1, description="share of cytoplasmic cells that excludes a block (cytoplasmic)")
     edge_um: float = Field(40.0, ge=0, description="blocks whose centre is within this distance of the tissue edge are excluded (edge); 0 = off")
 

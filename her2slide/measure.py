@@ -4,28 +4,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from her2slide.cells import classical_maps, find_cells, measure_cells
+from her2slide.cells import CellMaps, classical_maps, find_cells, measure_cells
 from her2slide.config import Settings
+from her2slide.errors import InputError
+from her2slide.outlines import star_outlines
+from her2slide.qc import interior_dab_od
 from her2slide.scoring import classify_cells, intensity_class
 from her2slide.slide import SlideReader, Tile
+from her2slide.slide.reader import short_cause
 from her2slide.stain import StainModel
 
 
 def measure_tile_pixels(rgb: np.ndarray, tile: Tile, downsample: float, mpp_level0: float,
                         stain: StainModel, settings: Settings) -> dict[str, np.ndarray]:
-    """Cells of an already-read tile (RGB at working resolution over ``tile.read``).
+    """Cells of an already-read tile (RGB at working resolution over ``tile.read``), with the
+    classical segmenter's maps."""
+    maps = classical_maps(rgb, stain, settings.cells, settings.tiling.work_mpp)
+    return measure_tile_maps(maps, tile, downsample, mpp_level0, settings)
+
+
+def measure_tile_maps(maps: CellMaps, tile: Tile, downsample: float, mpp_level0: float,
+                      settings: Settings) -> dict[str, np.ndarray]:
+    """Cells of a tile from its segmentation maps (classical or CNN), in level-0 coordinates.
 
     Only cells whose centroid lies in the tile's owned box are returned, so a cell cut
     by a tile edge is measured once, from the tile that sees it whole.
     """
     work_mpp = settings.tiling.work_mpp
-    maps = classical_maps(rgb, stain, settings.cells, work_mpp)
     labels = find_cells(maps, settings.cells, work_mpp)
     cells = measure_cells(labels, maps.dab, settings.cells, work_mpp, settings.scoring.faint_od)
     # Working pixel i covers level-0 [x0 + i*ds, x0 + (i+1)*ds); its centre in level-0
     # pixel-index coordinates (pixel j centred on j) is x0 + (i + 0.5) * ds - 0.5.
     x = tile.read[0] + (cells["cx"] + 0.5) * downsample - 0.5
     y = tile.read[1] + (cells["cy"] + 0.5) * downsample - 0.5
+    outline = star_outlines(labels, cells["cx"], cells["cy"])
+    outline = np.stack([tile.read[0] + (outline[..., 0] + 0.5) * downsample - 0.5,
+                        tile.read[1] + (outline[..., 1] + 0.5) * downsample - 0.5], axis=-1)
     keep = tile.owns(x, y)
     rules, criteria = settings.scoring, settings.criteria
     stained_od = cells["stained_dab_od"][keep]
@@ -43,9 +57,22 @@ def measure_tile_pixels(rgb: np.ndarray, tile: Tile, downsample: float, mpp_leve
         "intensity": intensity_class(stained_od, rules),
         "lateral": lateral,
         "tile": np.full(int(keep.sum()), tile.index, dtype=np.int32),
+        "outline": outline[keep],  # (n, rays, 2) level-0 px, for the GeoJSON (not a table column)
+        # for the cytoplasmic-DAB QC check (her2slide.qc); not a cells.parquet column
+        "cytoplasm_dab_od": interior_dab_od(labels, maps.nucleus > 0.5, maps.dab, settings.cells, work_mpp)[keep],
     }
 
 
 def read_tile(reader: SlideReader, tile: Tile, work_mpp: float) -> np.ndarray:
+    """Pixels of the tile's read box at ``work_mpp``.
+
+    A file whose tiles are corrupt part-way through fails here, after the slide opened
+    fine; the error names the tile (level-0 origin) so a batch record says where.
+    """
     x0, y0, x1, y1 = tile.read
-    return reader.read_at_mpp(x0, y0, x1 - x0, y1 - y0, work_mpp)
+    try:
+        return reader.read_at_mpp(x0, y0, x1 - x0, y1 - y0, work_mpp)
+    except (InputError, OSError) as exc:
+        cause = exc.__cause__ or exc
+        detail = cause.reason if isinstance(cause, InputError) else short_cause(cause)
+        raise InputError(reader.path, f"tile at ({x0}, {y0}) could not be decoded: {detail}") from exc

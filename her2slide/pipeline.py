@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from her2slide.config import Settings
-from her2slide.errors import UnsuitableSlideError
-from her2slide.measure import measure_tile_pixels, read_tile
+from her2slide.errors import InputError, UnsuitableSlideError
+from her2slide.heterogeneity import RegionGrid, call_heterogeneity
+from her2slide.cells import classical_maps
+from her2slide.context.sampling import sampling_risk
+from her2slide.context.wording import decision_support
+from her2slide.engine import ClassicalSegmenter, Segmenter, make_segmenter
+from her2slide.measure import measure_tile_maps, read_tile
 from her2slide.outputs.atomic import staged_folder, write_json_atomic
 from her2slide.outputs.cells_table import CellTableWriter
+from her2slide.outputs.geojson import CellGeoJsonWriter
+from her2slide.outputs.slide_outputs import write_review_outputs
 from her2slide.provenance import code_version, file_sha256
-from her2slide.scoring import score_slide
+from her2slide.qc import SlideQc, qc_context, stain_sample_pixels
+from her2slide.region_maps import HeterogeneityResult, RegionMaps
+from her2slide.roi import load_roi
+from her2slide.scoring import CELL_CLASSES, Criteria, score_slide
 from her2slide.slide import TilePlan, check_suitability, detect_tissue, open_slide, plan_tiles, SlideReader
 from her2slide.stain import StainModel, estimate_stain_model
 
@@ -35,14 +46,21 @@ class SlideOutcome:
 
     out_dir: Path
     report: dict
+    maps: RegionMaps | None = None  # the region grid, for the map and review writers
+    heterogeneity: HeterogeneityResult | None = None
 
 
 def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
-                     mpp: float | None = None) -> SlideOutcome:
+                     mpp: float | None = None, segmenter: Segmenter | None = None,
+                     roi: str | Path | None = None) -> SlideOutcome:
     """Read, measure and score one slide; write its output folder atomically.
 
     Raises :class:`her2slide.errors.InputError` (or its subclass for unsuitable slides)
-    with a one-line reason; nothing is written for a slide that fails.
+    with a one-line reason; nothing is written for a slide that fails. ``segmenter`` lets
+    a caller scoring many slides load the model once (default: the one the settings name).
+    ``roi``: a QuPath GeoJSON or polygon-list file (her2slide.roi); only cells inside it are
+    scored and tiles wholly outside it are never read. A slide that fails QC is written with
+    score None and status "not-scored" (her2slide.qc), never as HER2 0.
     """
     path = Path(path)
     timer = _Timer()
@@ -55,53 +73,102 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
         raise UnsuitableSlideError(path, "no tissue found; not scored")
     plan = plan_tiles(reader, mask, work_mpp=settings.tiling.work_mpp, tile_px=settings.tiling.tile_px,
                       margin_um=settings.tiling.margin_um, min_tissue_fraction=settings.tiling.min_tissue_fraction)
+    region = load_roi(roi, settings.roi, slide_size=reader.dimensions, mpp=reader.mpp) if roi is not None else None
     t = timer.lap("tissue_and_plan", t)
-    stain = slide_stain_model(reader, plan, settings)
+    # Stain vectors and the QC reference describe the slide, so they are sampled over all its
+    # tissue: an ROI then changes which cells count, never how each cell is measured.
+    sample = sample_tiles(reader, plan, settings)
+    stain = slide_stain_model(reader, plan, settings, sample)
     t = timer.lap("stain_estimate", t)
+    if region is not None:
+        plan = region.restrict(plan)  # tiles wholly outside the ROI are never measured
+        roi_area_um2 = region.scored_area_um2(mask, reader.mpp)
+        if len(plan) == 0 or roi_area_um2 == 0:
+            raise InputError(roi, "the ROI holds no tissue of this slide; not scored")
 
     destination = Path(out_root) / path.stem
+    segmenter = segmenter or make_segmenter(settings)
+    input_sha256 = file_sha256(path)
     with staged_folder(destination) as staging:
-        classes, xy_um, t = _measure_all_tiles(reader, plan, stain, settings, staging / "cells.parquet", timer, t)
-        if len(classes) == 0:
-            raise UnsuitableSlideError(path, "no invasive tumour cells found; not scored")
-        result = score_slide(classes, settings.criteria, settings.scoring, xy_um=xy_um)
-        t = timer.lap("scoring", t)
+        grid = RegionGrid(reader.dimensions[0] * reader.mpp, reader.dimensions[1] * reader.mpp, reader.mpp, settings)
+        slide_qc = SlideQc(qc_context(mask, reader.mpp, region, stain, sample, settings), region, stain, settings,
+                           on_excluded=grid.add_excluded)
+        with CellGeoJsonWriter(staging / "cells.geojson.gz", id_seed=input_sha256) as geojson:
+            classes, xy_um, t = _measure_all_tiles(reader, plan, stain, settings, segmenter, staging / "cells.parquet",
+                                                   timer, t, sinks=[grid.add, geojson.append], screen=slide_qc)
+            if len(classes) == 0 and not any(slide_qc.tally.removed.values()):
+                raise UnsuitableSlideError(path, "no invasive tumour cells found; not scored")
+            qc = slide_qc.tally.verdict(len(classes), stain, settings.qc)
+            result = _score(classes, xy_um, qc, settings)
+            t = timer.lap("scoring", t)
+            maps = grid.finish()
+            geojson.add_regions(maps)
+        heterogeneity = call_heterogeneity(maps, settings)
+        t = timer.lap("heterogeneity", t)
+        risk = _sampling_risk(classes, xy_um, result["score"], settings)
+        t = timer.lap("sampling_risk", t)
         report = {
-            "score": result.score, "status": result.status, "category": result.category,
-            "criteria": result.criteria, "reasons": result.reasons,
-            "cells": {"total": result.total, "percent": result.percent},
-            "qc": _qc_flags(result.total, settings.qc.min_tumour_cells),
+            **result,
+            "qc": qc,
+            "roi": None if region is None else {**region.to_dict(reader.mpp),
+                                                "scored_area_mm2": round(roi_area_um2 / 1e6, 4)},
+            "heterogeneity": heterogeneity.to_dict(),
+            "sampling_risk": risk,
             "tissue": {"area_mm2": round(mask.area_um2 / 1e6, 4), "tiles": len(plan)},
             "provenance": {
-                "input": str(path.resolve()), "input_sha256": file_sha256(path),
+                "input": str(path.resolve()), "input_sha256": input_sha256,
                 "slide": {"dimensions": list(reader.dimensions), "vendor": reader.vendor,
                           "mpp": reader.mpp, "mpp_source": reader.mpp_source},
                 "work_mpp": settings.tiling.work_mpp,
                 "stain": stain.to_dict(),
-                "model": {"id": f"{settings.segmenter}-segmenter", "sha256": None},
+                "model": {"id": segmenter.model_id, "sha256": segmenter.model_sha256},
                 "config": settings.dump(),
                 "code_version": code_version(),
             },
         }
-        timer.lap("hash_and_report", t)
+        report["decision_support"] = decision_support(report)
+        t = timer.lap("report", t)
+        write_review_outputs(staging, reader, report, maps, heterogeneity, settings)
+        timer.lap("maps_and_review", t)
         report["timings"] = {**timer.seconds, "total": round(time.perf_counter() - start, 3)}
         write_json_atomic(staging / "report.json", report)
     reader.close()
-    return SlideOutcome(destination, report)
+    return SlideOutcome(destination, report, maps, heterogeneity)
 
 
-def slide_stain_model(reader: SlideReader, plan: TilePlan, settings: Settings) -> StainModel:
+def _sampling_risk(classes: np.ndarray, xy_um: np.ndarray, score: str | None, settings: Settings) -> dict | None:
+    """Simulated core biopsies of this section; none for a slide that is not scored or
+    already is a gastric biopsy."""
+    if score is None or settings.criteria is Criteria.GASTRIC_BIOPSY:
+        return None
+    return sampling_risk(xy_um[:, 0], xy_um[:, 1], classes, settings.criteria, settings.scoring, settings.context)
+
+
+def sample_tiles(reader: SlideReader, plan: TilePlan, settings: Settings) -> list[np.ndarray]:
+    """A few tissue tiles spread over the plan, at the working resolution (stain estimate, QC reference)."""
+    if len(plan) == 0:
+        return []
+    picks = np.linspace(0, len(plan) - 1, min(settings.stain.sample_tiles, len(plan))).astype(int)
+    return [read_tile(reader, plan.tiles[i], plan.work_mpp) for i in np.unique(picks)]
+
+
+def slide_stain_model(reader: SlideReader, plan: TilePlan, settings: Settings,
+                      sample: list[np.ndarray] | None = None) -> StainModel:
     """Stain vectors from a few tissue tiles spread over the slide (never normalises)."""
     if not settings.stain.estimate_per_slide or len(plan) == 0:
         return StainModel.default()
-    picks = np.linspace(0, len(plan) - 1, min(settings.stain.sample_tiles, len(plan))).astype(int)
-    pixels = np.concatenate([read_tile(reader, plan.tiles[i], plan.work_mpp).reshape(-1, 3) for i in np.unique(picks)])
+    sample = sample_tiles(reader, plan, settings) if sample is None else sample
+    pixels = stain_sample_pixels(sample, settings)  # without pen ink, which would pull the vectors
     return estimate_stain_model(pixels[None], max_angle_deg=settings.stain.max_angle_deg)
 
 
 def _measure_all_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, settings: Settings,
-                       cells_path: Path, timer: _Timer, t: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Stream tiles through measurement, appending cells to Parquet as they come.
+                       segmenter: Segmenter, cells_path: Path, timer: _Timer, t: float,
+                       sinks: list[Callable[[dict[str, np.ndarray]], None]],
+                       screen: SlideQc) -> tuple[np.ndarray, np.ndarray, float]:
+    """Stream tiles through measurement, appending cells to Parquet (and each of ``sinks``:
+    the region grid, the GeoJSON) as they come; ``screen`` first removes the cells outside
+    the ROI or in blocks QC excludes.
 
     Only the class code and position of each cell stay in memory (for the slide score
     and the gastric-biopsy cluster rule): 17 bytes per cell.
@@ -109,17 +176,32 @@ def _measure_all_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, s
     classes: list[np.ndarray] = []
     positions: list[np.ndarray] = []
     with CellTableWriter(cells_path) as writer:
-        for tile in plan:
-            rgb = read_tile(reader, tile, plan.work_mpp)
-            t = timer.lap("read", t)
-            cells = measure_tile_pixels(rgb, tile, plan.downsample, reader.mpp, stain, settings)
+        for tile, rgb, maps in segmenter.tiles(reader, plan, stain):
+            t = timer.lap("read_and_segment", t)
+            tile_qc = screen.assess(tile, rgb, plan.downsample, reader.mpp)
+            if tile_qc.spoilt is not None and isinstance(segmenter, ClassicalSegmenter):
+                # pen ink or a fold drags the tile-wide nucleus threshold: segment the rest without it
+                maps = classical_maps(tile_qc.without_spoilt(rgb, stain.white), stain, settings.cells, plan.work_mpp)
+            t = timer.lap("qc", t)
+            cells = screen.keep_scored(tile_qc, measure_tile_maps(maps, tile, plan.downsample, reader.mpp, settings))
             t = timer.lap("cells", t)
             writer.append(cells)
+            for sink in sinks:
+                sink(cells)
             classes.append(cells["cell_class"])
             positions.append(np.column_stack([cells["x_um"], cells["y_um"]]).astype(np.float32))
             t = timer.lap("write_cells", t)
     return np.concatenate(classes), np.concatenate(positions), t
 
 
-def _qc_flags(total_cells: int, min_cells: int) -> list[str]:
-    return ["few_tumour_cells"] if total_cells < min_cells else []
+def _score(classes: np.ndarray, xy_um: np.ndarray, qc: dict, settings: Settings) -> dict:
+    """The score fields of report.json. A slide that fails QC is "not-scored" with QC's reasons:
+    it must never read as HER2 0. Its class percentages are still given (0 with no cells)."""
+    result = score_slide(classes, settings.criteria, settings.scoring, xy_um=xy_um) if len(classes) else None
+    cells = {"total": int(len(classes)),
+             "percent": dict(result.percent) if result else dict.fromkeys(CELL_CLASSES, 0.0)}
+    if qc["verdict"] == "fail":
+        return {"score": None, "status": "not-scored", "category": None, "criteria": settings.criteria.value,
+                "reasons": [f"not scored, QC failed: {reason}" for reason in qc["reasons"]], "cells": cells}
+    return {"score": result.score, "status": result.status, "category": result.category, "criteria": result.criteria,
+            "reasons": result.reasons, "cells": cells}
