@@ -7,7 +7,8 @@
 Streams the slide's whole tile plan through the segmenter (read + decode in DataLoader
 workers, the network, the DAB map) without measuring cells, and separately times the network
 alone on a resident batch. Pixels counted are the read boxes at 0.5 µm/px (margins included:
-that is what the model really processes). Without --slide a 2 x 2 mm synthetic slide is made.
+that is what the model really processes). Without --slide: the 2 x 2 mm synthetic slide of
+scripts/benchmark.py (cached under runs/bench_slides). The plan is the pipeline's (scripts/benchmark.py).
 """
 
 from __future__ import annotations
@@ -15,22 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from her2slide.config import Settings
+from benchmark import SLIDE_CACHE, bench_settings, read_box_megapixels, synthetic_slide, tile_plan
 from her2slide.engine import make_segmenter
-from her2slide.slide import detect_tissue, open_slide, plan_tiles
+from her2slide.slide import open_slide
 from her2slide.stain import StainModel
-
-
-def _synthetic_slide(folder: Path) -> Path:
-    from her2slide.synth.slides import SlideSpec, make_synthetic_slide
-
-    return make_synthetic_slide(SlideSpec(pattern="homogeneous", score="2+", size_um=(2000.0, 2000.0), seed=3), folder).svs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    settings = Settings(segmenter=args.segmenter)
-    settings = settings.model_copy(update={"model": settings.model.model_copy(update={"device": args.device, "workers": args.workers})})
-    slide = args.slide or _synthetic_slide(Path(tempfile.mkdtemp(prefix="her2slide-bench-")))
+    settings = bench_settings(args.segmenter, args.device, args.workers)
+    slide = args.slide or synthetic_slide(SLIDE_CACHE, 2000.0)
     reader = open_slide(slide)
-    thumb, thumb_mpp = reader.thumbnail(settings.tiling.tissue_mpp)
-    plan = plan_tiles(reader, detect_tissue(thumb, thumb_mpp, level0_mpp=reader.mpp), work_mpp=settings.tiling.work_mpp,
-                      tile_px=settings.tiling.tile_px, margin_um=settings.tiling.margin_um)
+    _, plan = tile_plan(reader, settings)
     segmenter = make_segmenter(settings)
-    megapixels = sum((t.read[2] - t.read[0]) * (t.read[3] - t.read[1]) for t in plan.tiles) / plan.downsample**2 / 1e6
+    megapixels = read_box_megapixels(plan)
     start = time.perf_counter()
     for _ in segmenter.tiles(reader, plan, StainModel.default()):
         pass
