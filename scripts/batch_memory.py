@@ -9,7 +9,8 @@ rerun), then scores each through ``run_batch`` on a fresh one-worker cluster sta
 high-water mark (``getrusage`` ``ru_maxrss``, Linux: KiB) and not left over from a larger
 slide. The worker's resident memory once the pipeline and its segmenter are loaded is the
 fixed cost; the peak minus that is what the slide itself needed. The CNN engine's DataLoader
-decode processes are children of the worker: the largest one's peak is reported apart.
+decode processes are forked children of the worker: the largest one's peak is reported apart,
+and it counts the pages it shares with the worker (copy-on-write), so it is not extra memory.
 """
 
 from __future__ import annotations
