@@ -24,5 +24,6 @@ def run_demo(out: Path, seed: int = 7) -> int:
     print(f"truth from the generator: {slide.score} ({slide.n_cells} tumour cells drawn)")
     for reason in report["reasons"]:
         print(f"  {reason}")
-    print(f"\noutputs: {outcome.out_dir}/report.json, {outcome.out_dir}/cells.parquet")
+    print(f"\noutputs in {outcome.out_dir}: " + ", ".join(sorted(p.name for p in outcome.out_dir.iterdir())))
+    print(f"open {outcome.out_dir / 'review.html'} in a browser to review the maps")
     return 0
