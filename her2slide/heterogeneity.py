@@ -12,18 +12,15 @@ defines every term and cites the published definitions.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from her2slide.config import Settings
 from her2slide.region_maps import CHANNELS, LABELS, SCORE_COLOURS, HeterogeneityResult, RegionMaps
-from her2slide.scoring import CELL_CLASSES, Criteria, ScoringRules
-from her2slide.scoring.rules import parse_criteria
-from her2slide.scoring.slide import _exact
+from her2slide.scoring import CELL_CLASSES, exceeds_percent, score_counts
 
-__all__ = ["RegionGrid", "call_heterogeneity", "score_counts", "morans_i", "join_counts", "segregation_index",
+__all__ = ["RegionGrid", "call_heterogeneity", "morans_i", "join_counts", "segregation_index",
            "CLUSTER_COLOURS"]
 
 #: RGBA of heterogeneity cluster k is CLUSTER_COLOURS[(k - 1) % len]: distinct from SCORE_COLOURS.
@@ -31,47 +28,6 @@ CLUSTER_COLOURS: tuple[tuple[int, int, int, int], ...] = (
     (148, 0, 211, 255), (0, 158, 115, 255), (230, 0, 126, 255), (0, 114, 178, 255), (86, 180, 233, 255),
     (120, 72, 0, 255), (0, 200, 200, 255), (60, 60, 60, 255), (160, 160, 0, 255), (255, 105, 180, 255),
 )
-
-
-# ---------------------------------------------------------------- local score
-
-
-def _beats(n: np.ndarray, total: np.ndarray, percent: float, strict: bool) -> np.ndarray:
-    """Exact ``100 n / total > percent`` (or >=), elementwise, as the slide rules compare it.
-
-    Python integers (object arrays) keep the comparison exact whatever the threshold's
-    decimal expansion; 30 000 regions take milliseconds.
-    """
-    thr: Fraction = _exact(percent)
-    lhs = np.asarray(n, dtype=object) * (100 * thr.denominator)
-    rhs = np.asarray(total, dtype=object) * thr.numerator
-    return np.asarray(lhs > rhs if strict else lhs >= rhs, dtype=bool)
-
-
-def score_counts(class_counts: np.ndarray, criteria: Criteria | str, rules: ScoringRules) -> np.ndarray:
-    """Score code (0..3, int8) for every column of ``class_counts`` (shape (4, ...)) by the slide rules.
-
-    Identical to ``score_slide(...).score`` for breast and gastric-resection (tested
-    property). Gastric biopsy needs cell positions for its cluster rule, which a region
-    grid does not keep: locally it uses the resection percentages (>= 10% at each class).
-    Columns with no cells get 0; callers mask them.
-    """
-    counts = np.asarray(class_counts, dtype=np.int64)
-    total = counts.sum(axis=0)
-    at_least = np.cumsum(counts[::-1], axis=0)[::-1]
-    score = np.zeros(total.shape, dtype=np.int8)
-    if parse_criteria(criteria) is Criteria.BREAST:
-        bp = rules.breast_percent
-        n2 = at_least[2] if rules.intense_complete_counts_toward_2plus else counts[2]
-        unusual = (counts[3] > 0) & _beats(counts[3], total, rules.unusual_min_percent, strict=False)
-        ladder = ((1, _beats(at_least[1], total, bp, True)), (2, _beats(n2, total, bp, True) | unusual),
-                  (3, _beats(counts[3], total, bp, True)))
-    else:
-        gp = rules.gastric_percent
-        ladder = tuple((k, _beats(at_least[k], total, gp, False)) for k in (1, 2, 3))
-    for k, met in ladder:  # ascending: the highest class met wins, as the rules read top-down
-        score[met] = k
-    return score
 
 
 # ---------------------------------------------------------------- the grid
@@ -145,7 +101,7 @@ class RegionGrid:
             channels["mean_membrane_dab_od"] = np.where(has, self._dab.reshape(shape) / counts, np.nan)
             channels["cell_density"] = np.where(has, counts / (area / 1e6), np.nan)
         scored = counts >= self.settings.regions.min_cells
-        local = score_counts(classes, self.settings.criteria, self.settings.scoring)
+        local = score_counts(np.moveaxis(classes, 0, -1), self.settings.criteria, self.settings.scoring)
         channels["local_score"] = np.where(scored, local, np.nan)
         positive = _positive_regions(classes, self.settings)
         clusters = _label_clusters(positive, counts)
@@ -387,8 +343,8 @@ def call_heterogeneity(maps: RegionMaps, settings: Settings) -> HeterogeneityRes
     minority = np.minimum(positive, counts - positive)
     mixed = scored & (minority >= h.mixed_min_share * counts)
 
-    heterogeneous = bool(_beats(n_positive, total, h.min_positive_percent, strict=True)
-                         and not _beats(n_positive, total, h.max_positive_percent, strict=False))
+    heterogeneous = bool(exceeds_percent(n_positive, total, h.min_positive_percent, strict=True)
+                         and not exceeds_percent(n_positive, total, h.max_positive_percent, strict=False))
     share = f"{positive_percent:.1f}% of tumour cells are {h.positive_class} or stronger"
     band = f"> {h.min_positive_percent:g}% and < {h.max_positive_percent:g}%"
     if not heterogeneous:

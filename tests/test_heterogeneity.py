@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from her2slide.config import Settings
-from her2slide.heterogeneity import (RegionGrid, _rook_pairs, call_heterogeneity, join_counts, morans_i,
-                                     score_counts, segregation_index)
+from her2slide.heterogeneity import RegionGrid, _rook_pairs, call_heterogeneity, join_counts, morans_i, segregation_index
 from her2slide.region_maps import CHANNELS, LABELS, SCORE_COLOURS
-from her2slide.scoring import CELL_CLASSES, ScoringRules, score_slide
+from her2slide.scoring import CELL_CLASSES, ScoringRules, score_counts, score_slide
 
 SETTINGS = Settings()
 R = SETTINGS.regions.region_um
@@ -119,7 +118,7 @@ counts_st = st.lists(st.tuples(*[st.integers(0, 40)] * 4), min_size=1, max_size=
 @settings(max_examples=150, deadline=None)
 @given(counts=counts_st, rules=rules_st, criteria=st.sampled_from(["breast", "gastric-resection"]))
 def test_vectorised_local_score_equals_score_slide(counts: np.ndarray, rules: ScoringRules, criteria: str) -> None:
-    local = score_counts(counts, criteria, rules)
+    local = score_counts(counts.T, criteria, rules)
     for column, got in zip(counts.T, local):
         if column.sum() == 0:
             continue
@@ -130,8 +129,8 @@ def test_vectorised_local_score_equals_score_slide(counts: np.ndarray, rules: Sc
 @settings(max_examples=40, deadline=None)
 @given(counts=counts_st, rules=rules_st)
 def test_biopsy_local_score_uses_the_resection_percentages(counts: np.ndarray, rules: ScoringRules) -> None:
-    np.testing.assert_array_equal(score_counts(counts, "gastric-biopsy", rules),
-                                  score_counts(counts, "gastric-resection", rules))
+    np.testing.assert_array_equal(score_counts(counts.T, "gastric-biopsy", rules),
+                                  score_counts(counts.T, "gastric-resection", rules))
 
 
 # ---------------------------------------------------------------- Moran's I and join counts

@@ -16,7 +16,7 @@ from her2slide.cli import main
 from her2slide.config import ContextSettings
 from her2slide.context import sampling
 from her2slide.context.sampling import GAUGE_CORE_DIAMETER_UM, format_table, sampling_risk
-from her2slide.scoring import CELL_CLASSES, ScoringRules, score_slide
+from her2slide.scoring import CELL_CLASSES, ScoringRules, score_counts, score_slide
 
 RULES = ScoringRules()
 FAST = ContextSettings(simulations=300, needle_gauge=18, grid_um=20.0, angles=12)
@@ -138,7 +138,7 @@ def test_core_counts_and_percent_scores_match_score_slide(criteria: str) -> None
     xy, codes = _focal(size_um=1500.0, radius_um=300.0)
     centres, angles, geo = _cores(xy, 60)
     counts, _ = sampling._simulate_cores(xy, codes, centres, angles, geo, None)
-    scores = sampling._percent_scores(counts, sampling.Criteria(criteria), RULES)
+    scores = score_counts(counts, criteria, RULES)
     for members, row, score in zip(_brute_members(xy, centres, angles, geo), counts, scores):
         assert np.array_equal(row, np.bincount(codes[members], minlength=4))
         if len(members):
@@ -171,7 +171,7 @@ def test_percent_scores_match_score_slide_on_boundaries(counts_toward: bool) -> 
              [99, 0, 0, 1], [100, 0, 0, 1], [95, 0, 5, 5], [94, 0, 5, 6], [0, 0, 0, 1], [1, 0, 0, 0]]
     counts = np.array(rows, dtype=np.int64)
     for criteria in ("breast", "gastric-resection"):
-        scores = sampling._percent_scores(counts, sampling.Criteria(criteria), rules)
+        scores = score_counts(counts, criteria, rules)
         for row, score in zip(counts, scores):
             assert CELL_CLASSES[score] == score_slide(np.repeat(np.arange(4), row), criteria, rules).score, row
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from her2slide.scoring import CELL_CLASSES, Criteria, ScoringRules, score_slide
+from her2slide.scoring import CELL_CLASSES, Criteria, ScoringRules, score_counts, score_slide
 from her2slide.scoring.rules import parse_criteria
-from her2slide.scoring.slide import _as_codes, _exact
+from her2slide.scoring.slide import _as_codes
 
 if TYPE_CHECKING:
     from her2slide.config import ContextSettings
@@ -226,39 +226,6 @@ def _chunks(members_per_core: np.ndarray) -> list[np.ndarray]:
 # ---------------------------------------------------------------- scores
 
 
-def _above(n: np.ndarray, total: np.ndarray, percent: float, strict: bool) -> np.ndarray:
-    """100·n/total > (or >=) percent, in exact integers: the decimal written, as scoring.slide reads it."""
-    exact = _exact(percent)
-    lhs, rhs = 100 * n * exact.denominator, exact.numerator * total
-    return lhs > rhs if strict else lhs >= rhs
-
-
-def _percent_scores(counts: np.ndarray, criteria: Criteria, rules: ScoringRules) -> np.ndarray:
-    """Score codes of class counts (..., 4) under the breast or gastric-resection percent rules.
-
-    The rule ladder of scoring.slide (_breast, _gastric_resection) on whole arrays of cores at
-    once: calling score_slide per core costs ~1 ms each, too slow for 10^4 cores. A test checks
-    that the two agree on random and boundary counts.
-    """
-    total = counts.sum(axis=-1)
-    at_least = np.cumsum(counts[..., ::-1], axis=-1)[..., ::-1]
-    score = np.zeros(total.shape, dtype=np.int8)
-    if criteria is Criteria.BREAST:
-        bp = rules.breast_percent
-        two = at_least[..., 2] if rules.intense_complete_counts_toward_2plus else counts[..., 2]
-        n3 = counts[..., 3]
-        ladder = [
-            (3, _above(n3, total, bp, True)),
-            (2, _above(two, total, bp, True) | ((n3 > 0) & _above(n3, total, rules.unusual_min_percent, False))),
-            (1, _above(at_least[..., 1], total, bp, True)),
-        ]
-    else:
-        ladder = [(k, _above(at_least[..., k], total, rules.gastric_percent, False)) for k in (3, 2, 1)]
-    for code, reached in reversed(ladder):  # weakest first, so the strongest rule that holds wins
-        score[reached] = code
-    return score
-
-
 def _cluster_scores(reached: np.ndarray) -> np.ndarray:
     """The gastric-biopsy rule: the highest class k with a cohesive cluster of enough class >= k cells.
 
@@ -334,8 +301,8 @@ def sampling_risk(x_um: np.ndarray, y_um: np.ndarray, classes: np.ndarray, crite
         single = _cluster_scores(reached)
         pooled = _cluster_scores(np.logical_or.accumulate(reached, axis=1))  # clusters never span two cores
     else:
-        single = _percent_scores(counts, core_crit, rules)
-        pooled = _percent_scores(pooled_counts, core_crit, rules)
+        single = score_counts(counts, core_crit, rules)
+        pooled = score_counts(pooled_counts, core_crit, rules)
     single = np.where(enough_single, single, NONDIAGNOSTIC)
     pooled = np.where(enough_pooled, pooled, NONDIAGNOSTIC)
     best = np.maximum.accumulate(single, axis=1)

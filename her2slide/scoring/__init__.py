@@ -17,6 +17,7 @@ from her2slide._lazy import lazy_exports
 if TYPE_CHECKING:
     from .cells import classify_cells, intensity_class
     from .clusters import largest_cluster_sizes
+    from .counts import exceeds_percent, score_counts
     from .ish import IshResult, ish_group, ish_result
     from .rules import CELL_CLASSES, Criteria, Intensity, ScoringRules
     from .slide import SlideScore, score_slide
@@ -29,6 +30,8 @@ _WHERE = {
     "classify_cells": "cells",
     "intensity_class": "cells",
     "largest_cluster_sizes": "clusters",
+    "exceeds_percent": "counts",
+    "score_counts": "counts",
     "IshResult": "ish",
     "ish_group": "ish",
     "ish_result": "ish",
