@@ -35,7 +35,7 @@ def settings_from_args(args: argparse.Namespace) -> "Settings":
 
     settings = load_settings(args.config, criteria=args.criteria, segmenter=args.segmenter)
     model = {k: v for k, v in (("weights", args.model and str(args.model)), ("device", args.device)) if v}
-    return settings.model_copy(update={"model": settings.model.model_copy(update=model)}) if model else settings
+    return settings.with_model(**model) if model else settings
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:

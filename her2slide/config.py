@@ -172,6 +172,10 @@ class Settings(_Strict):
     def dump(self) -> dict:
         return self.model_dump(mode="json")
 
+    def with_model(self, **changes: object) -> "Settings":
+        """A copy with some ``model`` settings changed (weights, device, ...) from the command line."""
+        return self.model_copy(update={"model": self.model.model_copy(update=changes)})
+
 
 def load_settings(path: str | Path | None = None, **overrides: object) -> Settings:
     """Settings from a YAML file (or the defaults), with top-level overrides such as criteria."""

@@ -39,9 +39,7 @@ def bench_settings(segmenter: str = "cnn", device: str = "auto", workers: int | 
     """Default settings with the segmenter, device and DataLoader workers overridden."""
     from her2slide.config import Settings
 
-    settings = Settings(segmenter=segmenter)
-    model = settings.model.model_copy(update={"device": device, "workers": workers})
-    return settings.model_copy(update={"model": model})
+    return Settings(segmenter=segmenter).with_model(device=device, workers=workers)
 
 
 def synthetic_slide(folder: Path, side_um: float, seed: int = 3) -> Path:

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     settings = load_settings(args.config, criteria="gastric-resection", segmenter=args.segmenter)
     if args.model:
-        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"weights": str(args.model)})})
+        settings = settings.with_model(weights=str(args.model))
     segmenter = make_segmenter(settings)
     suffix = "_cnn" if settings.segmenter == "cnn" else ""
     args.images.mkdir(parents=True, exist_ok=True)

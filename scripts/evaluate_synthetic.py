@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         truths = sorted(args.suite_dir.glob("*.truth.parquet"))
     settings = load_settings(args.config, criteria="breast", segmenter=args.segmenter)
     if args.model:
-        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"weights": str(args.model)})})
+        settings = settings.with_model(weights=str(args.model))
     segmenter = make_segmenter(settings)
     rows = []
     start = time.perf_counter()
