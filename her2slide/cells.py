@@ -171,7 +171,13 @@ def find_cells(maps: CellMaps, settings: CellSettings, mpp: float) -> np.ndarray
     if n == 0:
         return np.zeros(nuclei.shape, dtype=np.int32)
     elevation = distance_um / settings.max_cell_radius_um + settings.membrane_weight * maps.membrane
-    labels = watershed(elevation, markers)
+    # Flood only where a tumour cell can reach (unlabelled pixels, tumour seeds) and the rim of
+    # background markers around it: the rest is background already, and background markers
+    # further out have no unlabelled neighbour. The labels are those of flooding everything but
+    # for a few pixels where equal elevations meet (scikit-image breaks ties between markers by
+    # heap order; tested), at a third of the cost on tiles that are mostly stroma or glass.
+    reach = ndi.binary_dilation(markers != background, structure=np.ones((3, 3), dtype=bool))
+    labels = watershed(elevation, markers, mask=reach)
     labels[labels == background] = 0
     return labels.astype(np.int32)
 

@@ -30,6 +30,7 @@ class TilingSettings(_Strict):
     margin_um: float = Field(32.0, ge=30.0, description="read margin around each tile; > largest cell")
     tissue_mpp: float = Field(8.0, gt=1.0, description="resolution of the tissue mask, µm per pixel")
     min_tissue_fraction: float = Field(0.01, ge=0.0, le=1.0, description="tiles with less tissue are skipped")
+    measure_threads: int | None = Field(None, ge=1, description="threads measuring cells while the next tiles are read and segmented; null = the CPUs this process may use")
 
 
 class CellSettings(_Strict):
@@ -58,7 +59,8 @@ class StainSettings(_Strict):
 
     estimate_per_slide: bool = True
     max_angle_deg: float = Field(12.0, gt=0, description="estimates further from the reference vectors are rejected")
-    sample_tiles: int = Field(8, ge=1, description="tiles sampled for the estimate")
+    sample_patches: int = Field(16, ge=1, description="patches spread over the tissue for the estimate (and the QC fold reference)")
+    patch_um: float = Field(128.0, ge=32.0, description="edge of each sample patch; 128 µm holds four QC blocks")
 
 
 class QcSettings(_Strict):

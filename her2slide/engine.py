@@ -1,6 +1,12 @@
 """Segmenters: turn the tile plan into (tile, pixels, CellMaps), the input of cell measurement.
 
-Two segmenters with one interface, ``tiles(reader, plan, stain)``:
+Two segmenters with one interface, in two steps so the pipeline can overlap them:
+
+- ``stream(reader, plan)`` yields (tile, RGB, evidence) in plan order: the part that needs
+  the slide and the accelerator (reading; the network), run by the caller's thread;
+- ``maps(rgb, evidence, stain, spoilt)`` turns one tile's evidence into :class:`CellMaps`.
+  It is pure and thread-safe, so the pipeline runs it in its measurement threads while the
+  stream goes on (``tiles()`` is the two composed, one tile at a time).
 
 - :class:`CnnSegmenter` streams tiles through the membrane network. A torch DataLoader
   reads and decodes tiles in worker processes (each unpickles the reader and so opens its
@@ -32,30 +38,57 @@ from her2slide.stain import StainModel, stain_amounts
 
 #: What a segmenter yields per tile: the tile, its RGB at working resolution, its maps.
 SegmentedTile = tuple[Tile, np.ndarray, CellMaps]
+#: What ``stream`` yields per tile: the tile, its RGB, and the segmenter's evidence for ``maps``
+#: (network probabilities (3, >=H, >=W) for the CNN; None for the classical segmenter).
+StreamedTile = tuple[Tile, np.ndarray, np.ndarray | None]
 
 
 class Segmenter(Protocol):
     model_id: str
     model_sha256: str | None
 
+    def stream(self, reader: SlideReader, plan: TilePlan) -> Iterator[StreamedTile]: ...
+
+    def maps(self, rgb: np.ndarray, evidence: np.ndarray | None, stain: StainModel,
+             spoilt: np.ndarray | None = None) -> CellMaps: ...
+
     def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]: ...
 
     def segment(self, rgb: np.ndarray, stain: StainModel) -> CellMaps: ...
 
 
+class _Composed:
+    """``tiles`` and ``segment`` from a segmenter's ``stream``/``maps`` (and ``predict``)."""
+
+    def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
+        for tile, rgb, evidence in self.stream(reader, plan):
+            yield tile, rgb, self.maps(rgb, evidence, stain)
+
+
 @dataclass
-class ClassicalSegmenter:
+class ClassicalSegmenter(_Composed):
     settings: Settings
     model_id: str = "classical-segmenter"
     model_sha256: str | None = None
 
-    def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
+    def stream(self, reader: SlideReader, plan: TilePlan) -> Iterator[StreamedTile]:
         for tile in plan:
-            rgb = read_tile(reader, tile, plan.work_mpp)
-            yield tile, rgb, self.segment(rgb, stain)
+            yield tile, read_tile(reader, tile, plan.work_mpp), None
+
+    def maps(self, rgb: np.ndarray, evidence: None, stain: StainModel, spoilt: np.ndarray | None = None) -> CellMaps:
+        """Colour-deconvolution maps. ``spoilt`` pixels (pen ink, clipping, a fold: her2slide.qc)
+        are turned to glass first: they would drag the tile-wide nucleus threshold for every cell."""
+        clean = rgb if spoilt is None else _as_glass(rgb, spoilt, stain.white)
+        return classical_maps(clean, stain, self.settings.cells, self.settings.tiling.work_mpp)
 
     def segment(self, rgb: np.ndarray, stain: StainModel) -> CellMaps:
-        return classical_maps(rgb, stain, self.settings.cells, self.settings.tiling.work_mpp)
+        return self.maps(rgb, None, stain)
+
+
+def _as_glass(rgb: np.ndarray, where: np.ndarray, white: np.ndarray) -> np.ndarray:
+    clean = rgb.copy()
+    clean[where] = np.clip(np.rint(white), 0, 255).astype(np.uint8)
+    return clean
 
 
 class _TileDataset:
@@ -77,13 +110,14 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # decode workers must not fight the model for cores
 
 
-class CnnSegmenter:
+class CnnSegmenter(_Composed):
     """The membrane network over a slide's tile plan (see the module docstring)."""
 
     def __init__(self, settings: Settings) -> None:
         import torch
 
         from her2slide.model.checkpoint import load_weights
+        from her2slide.model.network import fused_for_inference
         from her2slide.model.train import pick_device
         from her2slide.model.weights_path import weights_path
 
@@ -94,7 +128,8 @@ class CnnSegmenter:
             raise InputError(self.model.path, f"the model needs {self.model.io.context_px} px of context around each "
                                               f"tile; tiling.margin_um gives only {margin_px:.0f} px")
         self.device = pick_device(settings.model.device)
-        self.network = self.model.network.to(self.device).to(memory_format=torch.channels_last).eval()
+        network = fused_for_inference(self.model.network)
+        self.network = network.to(self.device).to(memory_format=torch.channels_last).eval()
         self.model_id = self.model.model_id
         self.model_sha256: str | None = self.model.sha256
         self.cuda = self.device.type == "cuda"
@@ -143,9 +178,17 @@ class CnnSegmenter:
         return self._forward(batch)[0, :, :h, :w].cpu().numpy()
 
     def segment(self, rgb: np.ndarray, stain: StainModel) -> CellMaps:
-        return _cell_maps(rgb, self.predict(rgb), stain)
+        return self.maps(rgb, self.predict(rgb), stain)
 
-    def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
+    def maps(self, rgb: np.ndarray, evidence: np.ndarray, stain: StainModel,
+             spoilt: np.ndarray | None = None) -> CellMaps:
+        """Network probabilities (padding cropped here) plus DAB measured from the pixels.
+        ``spoilt`` is not needed: the network's calls are local, no tile-wide threshold to drag."""
+        h, w = rgb.shape[:2]
+        membrane, nucleus, tumour = evidence[:, :h, :w]
+        return CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=stain_amounts(rgb, stain)[..., 1])
+
+    def stream(self, reader: SlideReader, plan: TilePlan) -> Iterator[StreamedTile]:
         import torch
         from torch.utils.data import DataLoader
 
@@ -168,24 +211,18 @@ class CnnSegmenter:
                 done = torch.cuda.Event()
                 done.record()
             if pending is not None:
-                yield from self._unpack(*pending, plan, stain)
+                yield from _unpack(*pending, plan)
             if self.cuda:
                 done.synchronize()
             pending = (indices, rgbs, host)
         if pending is not None:
-            yield from self._unpack(*pending, plan, stain)
-
-    def _unpack(self, indices, rgbs, probs, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
-        probs = probs.numpy()
-        for i, rgb, p in zip(indices, rgbs, probs):
-            yield plan.tiles[i], rgb, _cell_maps(rgb, p, stain)
+            yield from _unpack(*pending, plan)
 
 
-def _cell_maps(rgb: np.ndarray, probs: np.ndarray, stain: StainModel) -> CellMaps:
-    """Network probabilities (3, >=H, >=W; padding cropped here) plus DAB measured from the pixels."""
-    h, w = rgb.shape[:2]
-    membrane, nucleus, tumour = probs[:, :h, :w]
-    return CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=stain_amounts(rgb, stain)[..., 1])
+def _unpack(indices: list[int], rgbs: list[np.ndarray], probs, plan: TilePlan) -> Iterator[StreamedTile]:
+    probs = probs.numpy()
+    for i, rgb, p in zip(indices, rgbs, probs):
+        yield plan.tiles[i], rgb, p
 
 
 def _pad_stack(rgbs: list[np.ndarray], multiple: int, context: int = 0) -> np.ndarray:

@@ -64,12 +64,17 @@ def measure_tile_maps(maps: CellMaps, tile: Tile, downsample: float, mpp_level0:
 
 
 def read_tile(reader: SlideReader, tile: Tile, work_mpp: float) -> np.ndarray:
-    """Pixels of the tile's read box at ``work_mpp``.
+    """Pixels of the tile's read box at ``work_mpp``."""
+    return read_box(reader, tile.read, work_mpp)
+
+
+def read_box(reader: SlideReader, box: tuple[int, int, int, int], work_mpp: float) -> np.ndarray:
+    """Pixels of the level-0 box (x0, y0, x1, y1) at ``work_mpp``.
 
     A file whose tiles are corrupt part-way through fails here, after the slide opened
     fine; the error names the tile (level-0 origin) so a batch record says where.
     """
-    x0, y0, x1, y1 = tile.read
+    x0, y0, x1, y1 = box
     try:
         return reader.read_at_mpp(x0, y0, x1 - x0, y1 - y0, work_mpp)
     except (InputError, OSError) as exc:

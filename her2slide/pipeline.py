@@ -12,22 +12,22 @@ import numpy as np
 from her2slide.config import Settings
 from her2slide.errors import InputError, UnsuitableSlideError
 from her2slide.heterogeneity import RegionGrid, call_heterogeneity
-from her2slide.cells import classical_maps
 from her2slide.context.sampling import sampling_risk
 from her2slide.context.wording import decision_support
-from her2slide.engine import ClassicalSegmenter, Segmenter, make_segmenter
-from her2slide.measure import measure_tile_maps, read_tile
+from her2slide.engine import Segmenter, make_segmenter
 from her2slide.outputs.atomic import staged_folder, write_json_atomic
 from her2slide.outputs.cells_table import CellTableWriter
 from her2slide.outputs.geojson import CellGeoJsonWriter
 from her2slide.outputs.slide_outputs import write_review_outputs
 from her2slide.provenance import code_version, file_sha256
-from her2slide.qc import SlideQc, qc_context, stain_sample_pixels
+from her2slide.qc import SlideQc, qc_context
 from her2slide.region_maps import HeterogeneityResult, RegionMaps
 from her2slide.roi import load_roi
 from her2slide.scoring import CELL_CLASSES, Criteria, score_slide
 from her2slide.slide import TilePlan, check_suitability, detect_tissue, open_slide, plan_tiles, SlideReader
-from her2slide.stain import StainModel, estimate_stain_model
+from her2slide.stain import StainModel
+from her2slide.stain_sample import sample_patches, slide_stain_model
+from her2slide.tile_stream import measured_tiles
 
 
 @dataclass
@@ -77,8 +77,8 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
     t = timer.lap("tissue_and_plan", t)
     # Stain vectors and the QC reference describe the slide, so they are sampled over all its
     # tissue: an ROI then changes which cells count, never how each cell is measured.
-    sample = sample_tiles(reader, plan, settings)
-    stain = slide_stain_model(reader, plan, settings, sample)
+    sample = sample_patches(reader, mask, settings)
+    stain = slide_stain_model(sample, settings)
     t = timer.lap("stain_estimate", t)
     if region is not None:
         plan = region.restrict(plan)  # tiles wholly outside the ROI are never measured
@@ -144,53 +144,39 @@ def _sampling_risk(classes: np.ndarray, xy_um: np.ndarray, score: str | None, se
     return sampling_risk(xy_um[:, 0], xy_um[:, 1], classes, settings.criteria, settings.scoring, settings.context)
 
 
-def sample_tiles(reader: SlideReader, plan: TilePlan, settings: Settings) -> list[np.ndarray]:
-    """A few tissue tiles spread over the plan, at the working resolution (stain estimate, QC reference)."""
-    if len(plan) == 0:
-        return []
-    picks = np.linspace(0, len(plan) - 1, min(settings.stain.sample_tiles, len(plan))).astype(int)
-    return [read_tile(reader, plan.tiles[i], plan.work_mpp) for i in np.unique(picks)]
-
-
-def slide_stain_model(reader: SlideReader, plan: TilePlan, settings: Settings,
-                      sample: list[np.ndarray] | None = None) -> StainModel:
-    """Stain vectors from a few tissue tiles spread over the slide (never normalises)."""
-    if not settings.stain.estimate_per_slide or len(plan) == 0:
-        return StainModel.default()
-    sample = sample_tiles(reader, plan, settings) if sample is None else sample
-    pixels = stain_sample_pixels(sample, settings)  # without pen ink, which would pull the vectors
-    return estimate_stain_model(pixels[None], max_angle_deg=settings.stain.max_angle_deg)
-
-
 def _measure_all_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, settings: Settings,
                        segmenter: Segmenter, cells_path: Path, timer: _Timer, t: float,
                        sinks: list[Callable[[dict[str, np.ndarray]], None]],
                        screen: SlideQc) -> tuple[np.ndarray, np.ndarray, float]:
-    """Stream tiles through measurement, appending cells to Parquet (and each of ``sinks``:
-    the region grid, the GeoJSON) as they come; ``screen`` first removes the cells outside
-    the ROI or in blocks QC excludes.
+    """Stream tiles through measurement (her2slide.tile_stream), appending cells to Parquet (and
+    each of ``sinks``: the region grid, the GeoJSON) as they come; ``screen`` first removes the
+    cells outside the ROI or in blocks QC excludes.
+
+    Timings: ``tile_stream`` is the wall time of the whole stream; inside it ``read_and_segment``
+    (this thread), ``qc`` and ``cells`` (summed over the measurement threads) overlap, so they add
+    up to more than it; ``write_cells`` is this thread's time in the sinks.
 
     Only the class code and position of each cell stay in memory (for the slide score
     and the gastric-biopsy cluster rule): 17 bytes per cell.
     """
     classes: list[np.ndarray] = []
     positions: list[np.ndarray] = []
+    seconds = timer.seconds
     with CellTableWriter(cells_path) as writer:
-        for tile, rgb, maps in segmenter.tiles(reader, plan, stain):
-            t = timer.lap("read_and_segment", t)
-            tile_qc = screen.assess(tile, rgb, plan.downsample, reader.mpp)
-            if tile_qc.spoilt is not None and isinstance(segmenter, ClassicalSegmenter):
-                # pen ink or a fold drags the tile-wide nucleus threshold: segment the rest without it
-                maps = classical_maps(tile_qc.without_spoilt(rgb, stain.white), stain, settings.cells, plan.work_mpp)
-            t = timer.lap("qc", t)
-            cells = screen.keep_scored(tile_qc, measure_tile_maps(maps, tile, plan.downsample, reader.mpp, settings))
-            t = timer.lap("cells", t)
+        for measured in measured_tiles(reader, plan, stain, settings, segmenter, screen, seconds):
+            start = time.perf_counter()
+            cells = screen.keep_scored(measured.qc, measured.cells)
             writer.append(cells)
             for sink in sinks:
                 sink(cells)
             classes.append(cells["cell_class"])
             positions.append(np.column_stack([cells["x_um"], cells["y_um"]]).astype(np.float32))
-            t = timer.lap("write_cells", t)
+            timer.lap("write_cells", start)
+            seconds["qc"] = seconds.get("qc", 0.0) + measured.qc_s
+            seconds["cells"] = seconds.get("cells", 0.0) + measured.cells_s
+    for name in ("read_and_segment", "qc", "cells"):
+        seconds[name] = round(seconds.get(name, 0.0), 3)
+    t = timer.lap("tile_stream", t)
     return np.concatenate(classes), np.concatenate(positions), t
 
 

@@ -60,7 +60,7 @@ _MIN_TISSUE_FOR_TESTS, _MIN_TISSUE_FOR_STAIN = 0.25, 0.5
 #: Rim added around ink and clipped pixels before they are kept out of segmentation and stain estimation.
 _SPOILT_RIM_UM = 2.0
 #: Spoilt pixels matter to a segmenter's tile-wide choices from about this share of the read box
-#: (below it a tile is not segmented again: a dust speck is not worth a second pass).
+#: (below it they are not reported: a dust speck does not move a tile-wide threshold).
 _RESEGMENT_MIN_SHARE = 0.005
 
 
@@ -113,15 +113,6 @@ class TileQc:
     background_dab_od: np.ndarray  # (ny, nx) 20th percentile of tissue DAB; NaN where unmeasured
     mpp_level0: float
     spoilt: np.ndarray | None = None  # working pixels of the read box under ink, clipping or a fold; None if none
-
-    def without_spoilt(self, rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
-        """``rgb`` with spoilt pixels turned to glass, so they cannot sway a segmenter's tile-wide
-        choices (a pen stroke drags the classical nucleus threshold to its cap for the whole tile)."""
-        if self.spoilt is None:
-            return rgb
-        clean = rgb.copy()
-        clean[self.spoilt] = np.clip(np.rint(white), 0, 255).astype(np.uint8)
-        return clean
 
     def with_cytoplasmic(self, cells: dict[str, np.ndarray], qc: QcSettings) -> TileQc:
         """This grid with the cytoplasmic check applied to the tile's measured cells."""

@@ -23,7 +23,7 @@ from her2slide.errors import InputError
 from her2slide.model.checkpoint import ModelIO, build_network, load_weights, save_weights
 from her2slide.model.data import Augment, Sample, lab_samples, load_npz_sample, load_png_sample, qupath_samples
 from her2slide.model.metrics import evaluate_maps, network_predictor, pixel_f1, summarise
-from her2slide.model.network import MembraneUNet
+from her2slide.model.network import MembraneUNet, fused_for_inference
 from her2slide.model.train import loss_fn, normalise
 from her2slide.provenance import file_sha256
 from her2slide.slide import open_slide
@@ -82,6 +82,23 @@ def test_odd_sizes_padded_by_the_engine_come_back_whole() -> None:
         out = network(normalise(torch.from_numpy(batch).permute(0, 3, 1, 2), TINY))
     assert out.shape == (2, 3, 40, 60)
     assert out[0, :, :37, :53].shape == (3, 37, 53)
+
+
+def test_folding_batchnorm_into_the_convolutions_keeps_the_function() -> None:
+    """The engine runs the network with BatchNorm folded into the convolutions (faster); trained
+    statistics (not the initial identity ones) must give the same logits, and the original stays as it was."""
+    torch.manual_seed(0)
+    network = MembraneUNet((4, 8, 16)).train()
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        for _ in range(3):
+            network(torch.randn(2, 3, 32, 32) * 2 + 1)
+    network.eval()
+    fused = fused_for_inference(network)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+    x = torch.randn(1, 3, 48, 40)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fused(x).numpy(), network(x).numpy(), atol=1e-4)
 
 
 def test_gradients_reach_every_parameter() -> None:

