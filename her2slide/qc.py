@@ -82,9 +82,9 @@ class QcContext:
 
 
 def qc_context(tissue: TissueMask, mpp_level0: float, roi: Roi | None, stain: StainModel,
-               sample_tiles: list[np.ndarray], settings: Settings) -> QcContext:
+               sample: list[np.ndarray], settings: Settings) -> QcContext:
     """Slide-wide QC inputs: scope (tissue ∩ ROI), tissue-edge distances, and the fold reference
-    from ``sample_tiles`` (RGB at the working resolution, e.g. the stain-estimation sample)."""
+    from ``sample`` (RGB patches at the working resolution: the stain sample, her2slide.stain_sample)."""
     downsample = tissue.mpp / mpp_level0
     scope = tissue.mask if roi is None else tissue.mask & roi.mask(tissue.mask.shape, (0.0, 0.0), downsample)
     # The image border is not a tissue edge (a field cropped out of tissue has no edge there).
@@ -92,7 +92,7 @@ def qc_context(tissue: TissueMask, mpp_level0: float, roi: Roi | None, stain: St
     edge_um = (np.maximum(inside - 0.5, 0.0) * tissue.mpp).astype(np.float32)
     block_px = max(1, round(settings.qc.block_um / settings.tiling.work_mpp))
     values = [np.zeros(0)]
-    for rgb in sample_tiles:
+    for rgb in sample:
         floor, share = _haematoxylin_floor(_colour_maps(rgb, stain, settings), (0, 0, rgb.shape[1], rgb.shape[0]), block_px)
         values.append(floor[share >= _MIN_TISSUE_FOR_STAIN])
     values = np.concatenate(values)

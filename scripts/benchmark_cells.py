@@ -25,7 +25,7 @@ import numpy as np
 from her2slide.cells import classical_maps, find_cells, measure_cells
 from her2slide.config import Settings
 from her2slide.measure import read_tile
-from her2slide.pipeline import slide_stain_model
+from her2slide.stain_sample import sample_patches, slide_stain_model
 from her2slide.slide import detect_tissue, open_slide, plan_tiles
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
 
@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
                                                size_um=(args.size_um, args.size_um), seed=3), tmp)
         reader = open_slide(slide.svs)
         thumb, thumb_mpp = reader.thumbnail(settings.tiling.tissue_mpp)
-        plan = plan_tiles(reader, detect_tissue(thumb, thumb_mpp, level0_mpp=reader.mpp), work_mpp=mpp,
-                          tile_px=settings.tiling.tile_px, margin_um=settings.tiling.margin_um)
+        tissue = detect_tissue(thumb, thumb_mpp, level0_mpp=reader.mpp)
+        plan = plan_tiles(reader, tissue, work_mpp=mpp, tile_px=settings.tiling.tile_px,
+                          margin_um=settings.tiling.margin_um)
         start = time.perf_counter()
         tiles = [read_tile(reader, tile, mpp) for tile in plan]
         read_s = time.perf_counter() - start
-        stain = slide_stain_model(reader, plan, settings)
+        stain = slide_stain_model(sample_patches(reader, tissue, settings), settings)
     best: dict[str, float] = {}
     cells = 0
     for _ in range(args.repeat):

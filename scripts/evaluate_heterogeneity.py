@@ -4,10 +4,10 @@
 Builds a fixed set of small synthetic slides with a known pattern (homogeneous at every score;
 focal and mosaic at positive fractions 10-40% — inside CAP 2009's heterogeneity band, so the
 truth is defined — with 0 or 1+ backgrounds, 2+ or 3+ positive cells, 1-3 foci and three slide
-sizes), scores each with ``score_slide_file`` (default settings, classical segmenter) and
+sizes), scores each with ``score_slide_file`` (default settings; ``--segmenter``, default the CNN) and
 compares ``report["heterogeneity"]["pattern"]`` with the pattern the slide was drawn with.
 
-    python3 scripts/evaluate_heterogeneity.py --dir runs/heterogeneity --workers 2
+    python3 scripts/evaluate_heterogeneity.py --dir runs/heterogeneity --workers 2 [--segmenter classical]
 
 Slides are cached in DIR/slides (generated once); results go to DIR/results and DIR/eval.json
 (per-slide rows, confusion matrix, accuracy). ``--reuse-cells`` recomputes only the call from
@@ -83,13 +83,15 @@ def _score(args: tuple) -> dict:
     from her2slide.pipeline import score_slide_file
     from her2slide.config import Settings
 
-    name, slides, results, reuse = args
+    name, slides, results, reuse, segmenter, pooled = args
     truth = json.loads((slides / f"{name}.truth.json").read_text())
     t0 = time.perf_counter()
     if reuse and (results / name / "cells.parquet").exists():
         het = _call_from_cells(results / name, truth)
     else:
-        het = score_slide_file(slides / f"{name}.svs", results, Settings()).report["heterogeneity"]
+        # A pool's processes are daemonic and may not start the CNN engine's DataLoader workers.
+        settings = Settings(segmenter=segmenter).with_model(workers=0) if pooled else Settings(segmenter=segmenter)
+        het = score_slide_file(slides / f"{name}.svs", results, settings).report["heterogeneity"]
     spec = truth["spec"]
     return {
         "slide": name, "truth": truth["pattern"], "called": het["pattern"], "correct": het["pattern"] == truth["pattern"],
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=Path("runs/heterogeneity"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--segmenter", choices=("cnn", "classical"), default="cnn")
     parser.add_argument("--reuse-cells", action="store_true", help="recompute the call from cached cells.parquet")
     args = parser.parse_args(argv)
 
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(specs)} slides ready in {time.perf_counter() - start:.0f} s", flush=True)
 
     rows = []
-    jobs = [(s.name, slides, results, args.reuse_cells) for s in specs]
+    jobs = [(s.name, slides, results, args.reuse_cells, args.segmenter, args.workers > 1) for s in specs]
     for row in _pool_map(_score, jobs, args.workers):
         rows.append(row)
         print(f"{row['slide']:34s} truth {row['truth']:11s} called {row['called']:11s} {'ok' if row['correct'] else 'XX'} "

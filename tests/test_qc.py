@@ -235,3 +235,19 @@ def test_artefacts_are_excluded_and_the_clean_part_scores_its_truth(tmp_path: Pa
     assert report["score"] == clean.score
     for label in CELL_CLASSES:
         assert report["cells"]["percent"][label] == pytest.approx(clean.percent[label], abs=10.0)
+
+
+def test_block_percentiles_equal_numpy_with_and_without_nan() -> None:
+    """The per-block percentile helper (one sort, NaN last) against
+    numpy.nanpercentile, on blocks that are full, partly NaN and all NaN."""
+    from her2slide.qc import _nanpercentile
+
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(3, 4, 257)).astype(np.float32)
+    values[0, 1, rng.random(257) < 0.3] = np.nan
+    values[1, 2] = np.nan
+    values[2, 3, :256] = np.nan
+    q = (5, 20, 95, 99)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):  # numpy warns on the all-NaN block
+        expected = np.nanpercentile(values.astype(np.float64), q, axis=-1)
+    np.testing.assert_allclose(_nanpercentile(values, q), expected, rtol=1e-6, atol=1e-6, equal_nan=True)
