@@ -45,6 +45,7 @@ class CellMaps:
     tumour: np.ndarray  # probability of tumour epithelium, 0–1
     dab: np.ndarray  # DAB amount (OD units); the quantity that is measured
     nuclei: np.ndarray | None = None  # nucleus instances, if the segmenter already has them
+    nucleus_props: dict[str, np.ndarray] | None = None  # nucleus_props(nuclei), if already computed
 
 
 def classical_maps(rgb: np.ndarray, stain: StainModel, settings: CellSettings, mpp: float) -> CellMaps:
@@ -64,9 +65,10 @@ def classical_maps(rgb: np.ndarray, stain: StainModel, settings: CellSettings, m
     # Thin bright lines survive a white top-hat narrower than a cell; cytoplasmic haze does not.
     ridge = ndi.white_tophat(dab, size=2 * int(round(1.5 / mpp)) + 1)
     membrane = np.clip(ridge / 0.2, 0.0, 1.0).astype(np.float32)
-    tumour = _classical_tumour_map(nuclei, settings, mpp) & tissue
+    props = nucleus_props(nuclei)
+    tumour = _classical_tumour_map(nuclei, props, settings, mpp) & tissue
     return CellMaps(nucleus_mask.astype(np.float32), membrane, tumour.astype(np.float32), dab.astype(np.float32),
-                    nuclei)
+                    nuclei, props)
 
 
 def _nucleus_threshold(haem: np.ndarray, tissue: np.ndarray, settings: CellSettings) -> float:
@@ -76,9 +78,9 @@ def _nucleus_threshold(haem: np.ndarray, tissue: np.ndarray, settings: CellSetti
     return float(np.clip(threshold_otsu(values), settings.nucleus_od_min, settings.nucleus_od_max))
 
 
-def _classical_tumour_map(nuclei: np.ndarray, settings: CellSettings, mpp: float) -> np.ndarray:
+def _classical_tumour_map(nuclei: np.ndarray, props: dict[str, np.ndarray], settings: CellSettings,
+                          mpp: float) -> np.ndarray:
     """Epithelium = discs around nuclei that are tumour-sized, round and cohesive."""
-    props = nucleus_props(nuclei)
     area_um2 = props["area"] * mpp**2
     keep = (area_um2 >= settings.tumour_min_area_um2) & (area_um2 <= settings.max_nucleus_um2)
     keep &= props["elongation"] <= settings.max_nucleus_elongation
@@ -147,7 +149,7 @@ def find_cells(maps: CellMaps, settings: CellSettings, mpp: float) -> np.ndarray
     are none (unstained cells still get an outline).
     """
     nuclei = maps.nuclei if maps.nuclei is not None else split_nuclei(maps.nucleus > 0.5, mpp)
-    props = nucleus_props(nuclei)
+    props = maps.nucleus_props if maps.nuclei is not None and maps.nucleus_props is not None else nucleus_props(nuclei)
     area_um2 = props["area"] * mpp**2
     rows = np.clip(np.rint(props["cy"]).astype(int), 0, nuclei.shape[0] - 1)
     cols = np.clip(np.rint(props["cx"]).astype(int), 0, nuclei.shape[1] - 1)

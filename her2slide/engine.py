@@ -12,8 +12,9 @@ Two segmenters with one interface, in two steps so the pipeline can overlap them
   reads and decodes tiles in worker processes (each unpickles the reader and so opens its
   own slide handle), batches are padded with glass, pinned and copied to the GPU without
   blocking, and run under autocast (bf16 where the GPU has it, else fp16) in channels-last
-  layout. The next batch is launched before the previous one's maps are handed out, so the
-  GPU computes while the caller measures cells. On a CPU it is the same code in float32.
+  layout, with BatchNorm folded into the convolutions. The next batch is launched before the
+  previous one's probabilities are handed out, so the GPU computes while cells are measured.
+  On a CPU it is the same code in float32.
 - :class:`ClassicalSegmenter` derives the maps from colour deconvolution (the baseline).
 
 DAB is always measured from the pixels (``stain_amounts``), never from a network output.
@@ -58,7 +59,8 @@ class Segmenter(Protocol):
 
 
 class _Composed:
-    """``tiles`` and ``segment`` from a segmenter's ``stream``/``maps`` (and ``predict``)."""
+    """``tiles`` from a segmenter's ``stream`` and ``maps``, one tile at a time (tests, evaluation
+    scripts; the pipeline overlaps the two through her2slide.tile_stream)."""
 
     def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
         for tile, rgb, evidence in self.stream(reader, plan):
