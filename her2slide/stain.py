@@ -100,8 +100,8 @@ def compose_rgb(haematoxylin: np.ndarray, dab: np.ndarray, model: StainModel,
 
 def estimate_white_point(rgb: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     """Glass intensity per channel: a high percentile of bright pixels, never below 200."""
-    flat = rgb.reshape(-1, 3).astype(np.float64)
-    bright = flat[flat.sum(axis=1) > 3 * 200]
+    flat = rgb.reshape(-1, 3)
+    bright = flat[flat.sum(axis=1, dtype=np.int32) > 3 * 200]
     if len(bright) < 100:
         return np.array([255.0, 255.0, 255.0])
     return np.clip(np.percentile(bright, percentile, axis=0), 200.0, 255.0)

@@ -11,6 +11,7 @@ they are there.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -312,3 +313,11 @@ def test_cuda_and_cpu_score_a_slide_alike(gpu_slide: Path, gpu_weights: Path, tm
     assert cuda["cells"]["total"] == pytest.approx(cpu["cells"]["total"], rel=0.01)
     for cls, percent in cpu["cells"]["percent"].items():
         assert cuda["cells"]["percent"][cls] == pytest.approx(percent, abs=1.0)
+
+
+def test_no_decode_process_for_a_one_tile_plan_unless_configured(tiny: Path) -> None:
+    """A decode worker only helps when there is a next tile to read while the network runs."""
+    auto = CnnSegmenter(cnn_settings(tiny, workers=None))
+    assert auto.workers(1) == 0
+    assert auto.workers(50) == max(0, min(8, (os.cpu_count() or 1) - 1))
+    assert CnnSegmenter(cnn_settings(tiny, workers=2)).workers(1) == 2
