@@ -22,7 +22,7 @@ import numpy as np
 
 from her2slide.scoring import CELL_CLASSES, Criteria, ScoringRules, score_counts, score_slide
 from her2slide.scoring.rules import parse_criteria
-from her2slide.scoring.slide import _as_codes
+from her2slide.scoring.slide import class_codes
 
 if TYPE_CHECKING:
     from her2slide.config import ContextSettings
@@ -276,7 +276,7 @@ def sampling_risk(x_um: np.ndarray, y_um: np.ndarray, classes: np.ndarray, crite
     crit = parse_criteria(criteria)
     if crit is Criteria.GASTRIC_BIOPSY:
         raise ValueError("sampling risk simulates biopsies of a resection; this slide is scored as a biopsy")
-    codes = _as_codes(np.asarray(classes))
+    codes = class_codes(np.asarray(classes))
     xy = np.column_stack([np.asarray(x_um, dtype=np.float64), np.asarray(y_um, dtype=np.float64)])
     if len(codes) == 0 or xy.shape != (len(codes), 2) or not np.isfinite(xy).all():
         raise ValueError("sampling risk needs tumour cells with finite positions, one per class")

@@ -93,7 +93,7 @@ def _percent_rule(
 # ---------------------------------------------------------------- input
 
 
-def _as_codes(cell_classes: np.ndarray) -> np.ndarray:
+def class_codes(cell_classes: np.ndarray) -> np.ndarray:
     """Integer codes 0..3 from codes or from the labels "0", "1+", "2+", "3+" (as in cells.parquet)."""
     arr = np.asarray(cell_classes)
     if arr.ndim != 1:
@@ -203,7 +203,7 @@ def score_slide(
     An empty slide raises ValueError: no cells is "not scorable", never HER2 0.
     """
     crit = parse_criteria(criteria)
-    classes = _as_codes(cell_classes)
+    classes = class_codes(cell_classes)
     total = int(classes.size)
     if total == 0:
         raise ValueError("no tumour cells to score")
