@@ -41,24 +41,20 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _gpus(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a GPU count >= 1 or 'auto'")
-    return count
+    return text if text == "auto" else _at_least_one(text, "a GPU count >= 1 or 'auto'")
 
 
 def _positive(text: str) -> int:
+    return _at_least_one(text, "a whole number >= 1")
+
+
+def _at_least_one(text: str, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
     return value
 
 

@@ -45,7 +45,7 @@ class CellMaps:
     tumour: np.ndarray  # probability of tumour epithelium, 0–1
     dab: np.ndarray  # DAB amount (OD units); the quantity that is measured
     nuclei: np.ndarray | None = None  # nucleus instances, if the segmenter already has them
-    nucleus_props: dict[str, np.ndarray] | None = None  # nucleus_props(nuclei), if already computed
+    nucleus_props: dict[str, np.ndarray] | None = None  # nucleus_props(nuclei), given only with nuclei
 
 
 def classical_maps(rgb: np.ndarray, stain: StainModel, settings: CellSettings, mpp: float) -> CellMaps:
@@ -149,7 +149,7 @@ def find_cells(maps: CellMaps, settings: CellSettings, mpp: float) -> np.ndarray
     are none (unstained cells still get an outline).
     """
     nuclei = maps.nuclei if maps.nuclei is not None else split_nuclei(maps.nucleus > 0.5, mpp)
-    props = maps.nucleus_props if maps.nuclei is not None and maps.nucleus_props is not None else nucleus_props(nuclei)
+    props = maps.nucleus_props if maps.nucleus_props is not None else nucleus_props(nuclei)
     area_um2 = props["area"] * mpp**2
     rows = np.clip(np.rint(props["cy"]).astype(int), 0, nuclei.shape[0] - 1)
     cols = np.clip(np.rint(props["cx"]).astype(int), 0, nuclei.shape[1] - 1)

@@ -172,8 +172,6 @@ def _measure_all_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, s
             classes.append(cells["cell_class"])
             positions.append(np.column_stack([cells["x_um"], cells["y_um"]]).astype(np.float32))
             timer.lap("write_cells", start)
-            seconds["qc"] = seconds.get("qc", 0.0) + measured.qc_s
-            seconds["cells"] = seconds.get("cells", 0.0) + measured.cells_s
     for name in ("read_and_segment", "qc", "cells"):
         seconds[name] = round(seconds.get(name, 0.0), 3)
     t = timer.lap("tile_stream", t)

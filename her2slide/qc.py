@@ -61,7 +61,7 @@ _MIN_TISSUE_FOR_TESTS, _MIN_TISSUE_FOR_STAIN = 0.25, 0.5
 _SPOILT_RIM_UM = 2.0
 #: Spoilt pixels matter to a segmenter's tile-wide choices from about this share of the read box
 #: (below it they are not reported: a dust speck does not move a tile-wide threshold).
-_RESEGMENT_MIN_SHARE = 0.005
+_SPOILT_MIN_SHARE = 0.005
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def assess_tile(rgb: np.ndarray, stain: StainModel, tile: Tile, downsample: floa
     result = TileQc(x_edges=x_edges, y_edges=y_edges, codes=codes, scope_um2=_scope_um2(context, x_edges, y_edges),
                     counterstain_od=np.where(measured, stats["counterstain"], np.nan),
                     background_dab_od=np.where(measured, stats["background_dab"], np.nan), mpp_level0=mpp_level0,
-                    spoilt=spoilt if qc.tile_checks and spoilt.mean() >= _RESEGMENT_MIN_SHARE else None)
+                    spoilt=spoilt if qc.tile_checks and spoilt.mean() >= _SPOILT_MIN_SHARE else None)
     return result if cells is None else result.with_cytoplasmic(cells, qc)
 
 

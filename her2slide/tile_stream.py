@@ -53,8 +53,9 @@ def measurement_threads(settings: Settings) -> int:
 
 def measured_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, settings: Settings,
                    segmenter: Segmenter, screen: SlideQc, seconds: dict[str, float]) -> Iterator[MeasuredTile]:
-    """Every tile of ``plan`` measured, in plan order; ``seconds["read_and_segment"]`` gathers the
-    time this thread spent in the segmenter's stream (reading, decoding, the network)."""
+    """Every tile of ``plan`` measured, in plan order. ``seconds`` gathers the stream's timings:
+    ``read_and_segment``, the time this thread spent in the segmenter's stream (reading,
+    decoding, the network), and ``qc`` and ``cells``, summed over the measurement threads."""
     threads = measurement_threads(settings)
 
     def measure(tile: Tile, rgb: np.ndarray, evidence: np.ndarray | None) -> MeasuredTile:
@@ -65,6 +66,12 @@ def measured_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, setti
         cells = measure_tile_maps(maps, tile, plan.downsample, reader.mpp, settings)
         return MeasuredTile(tile, tile_qc, cells, checked - start, time.perf_counter() - checked)
 
+    def done(future: Future[MeasuredTile]) -> MeasuredTile:
+        measured = future.result()
+        _add(seconds, "qc", measured.qc_s)
+        _add(seconds, "cells", measured.cells_s)
+        return measured
+
     pending: deque[Future[MeasuredTile]] = deque()
     stream = segmenter.stream(reader, plan)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="her2slide-measure") as pool:
@@ -72,15 +79,19 @@ def measured_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, setti
             while True:
                 start = time.perf_counter()
                 item = next(stream, None)
-                seconds["read_and_segment"] = seconds.get("read_and_segment", 0.0) + time.perf_counter() - start
+                _add(seconds, "read_and_segment", time.perf_counter() - start)
                 if item is None:
                     break
                 pending.append(pool.submit(measure, *item))
                 while len(pending) > threads + 1:
-                    yield pending.popleft().result()
+                    yield done(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield done(pending.popleft())
         finally:
             for future in pending:  # an error or an abandoned generator: drop the queued work
                 future.cancel()
             stream.close()
+
+
+def _add(seconds: dict[str, float], name: str, value: float) -> None:
+    seconds[name] = seconds.get(name, 0.0) + value

@@ -9,9 +9,10 @@ Synthetic SVS slides (whole field tissue) of tissue area 1x, 4x, 16x the base sq
 base, 2 x base, 4 x base), cached under runs/bench_slides. Each slide is scored by
 ``score_slide_file`` twice in a fresh subprocess (cold: with the model load and first-use
 imports, as a lone slide; warm: as every later slide of a batch), so its peak resident memory
-is its own, and in the same process the *read floor* is measured: the time to merely read the same tile plan's read
-boxes through OpenSlide, resampled to the working resolution (``read_at_mpp``, what the
-pipeline reads) and raw (``read_region`` at the level read_at_mpp picks, no resample).
+is its own, and in the same process the *read floor* is measured: the time to merely read the
+same tile plan's read boxes through OpenSlide, resampled to the working resolution
+(``read_at_mpp``, what the pipeline reads) and raw (``read_region`` at the level read_at_mpp
+picks, no resample).
 Megapixels are counted at the working resolution (0.5 µm/px): tissue MP = tissue area / 0.25
 µm², read-box MP = the read boxes incl. their margins (what the model really processes).
 """

@@ -56,8 +56,8 @@ class BaseReader:
     """Level choice, resampling and thumbnails on top of a backend's ``_read_level``.
 
     A backend sets the attributes of :class:`SlideReader`, implements
-    ``_read_level(x, y, level, width, height) -> RGB uint8`` and ``_open()`` /
-    ``_release()`` for its handle, and lists picklable state in ``_transient``.
+    ``_read_level(x, y, level, width, height) -> RGB uint8`` (opening its handle on first
+    use), and lists in ``_transient`` the state that is not pickled and that ``close()`` drops.
     """
 
     path: Path
