@@ -138,6 +138,18 @@ def nucleus_props(labels: np.ndarray) -> dict[str, np.ndarray]:
             "cx": cx[1:][present], "elongation": elongation[1:][present]}
 
 
+def nucleus_instances(maps: CellMaps, mpp: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Nucleus instance labels of a tile and their properties (:func:`nucleus_props`).
+
+    The segmenter's own instances when it has them; otherwise the nucleus map split at
+    distance-transform peaks. Every nucleus the pipeline considers comes from here, so an
+    evaluation of nucleus detection calls this too.
+    """
+    nuclei = maps.nuclei if maps.nuclei is not None else split_nuclei(maps.nucleus > 0.5, mpp)
+    props = maps.nucleus_props if maps.nucleus_props is not None else nucleus_props(nuclei)
+    return nuclei, props
+
+
 def find_cells(maps: CellMaps, settings: CellSettings, mpp: float) -> np.ndarray:
     """Tumour-cell instance labels (0 = not a tumour cell), by seeded watershed.
 
@@ -148,8 +160,7 @@ def find_cells(maps: CellMaps, settings: CellSettings, mpp: float) -> np.ndarray
     on stained membranes where there are any, and half-way between nuclei where there
     are none (unstained cells still get an outline).
     """
-    nuclei = maps.nuclei if maps.nuclei is not None else split_nuclei(maps.nucleus > 0.5, mpp)
-    props = maps.nucleus_props if maps.nucleus_props is not None else nucleus_props(nuclei)
+    nuclei, props = nucleus_instances(maps, mpp)
     area_um2 = props["area"] * mpp**2
     rows = np.clip(np.rint(props["cy"]).astype(int), 0, nuclei.shape[0] - 1)
     cols = np.clip(np.rint(props["cx"]).astype(int), 0, nuclei.shape[1] - 1)

@@ -2,7 +2,7 @@
 
 Two segmenters with one interface, in two steps so the pipeline can overlap them:
 
-- ``stream(reader, plan)`` yields (tile, RGB, evidence) in plan order: the part that needs
+- ``stream(reader, plan, stain)`` yields (tile, RGB, evidence) in plan order: the part that needs
   the slide and the accelerator (reading; the network), run by the caller's thread;
 - ``maps(rgb, evidence, stain, spoilt)`` turns one tile's evidence into :class:`CellMaps`.
   It is pure and thread-safe, so the pipeline runs it in its measurement threads while the
@@ -48,7 +48,7 @@ class Segmenter(Protocol):
     model_id: str
     model_sha256: str | None
 
-    def stream(self, reader: SlideReader, plan: TilePlan) -> Iterator[StreamedTile]: ...
+    def stream(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[StreamedTile]: ...
 
     def maps(self, rgb: np.ndarray, evidence: np.ndarray | None, stain: StainModel,
              spoilt: np.ndarray | None = None) -> CellMaps: ...
@@ -63,7 +63,7 @@ class _Composed:
     scripts; the pipeline overlaps the two through her2slide.tile_stream)."""
 
     def tiles(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[SegmentedTile]:
-        for tile, rgb, evidence in self.stream(reader, plan):
+        for tile, rgb, evidence in self.stream(reader, plan, stain):
             yield tile, rgb, self.maps(rgb, evidence, stain)
 
 
@@ -73,7 +73,7 @@ class ClassicalSegmenter(_Composed):
     model_id: str = "classical-segmenter"
     model_sha256: str | None = None
 
-    def stream(self, reader: SlideReader, plan: TilePlan) -> Iterator[StreamedTile]:
+    def stream(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[StreamedTile]:
         for tile in plan:
             yield tile, read_tile(reader, tile, plan.work_mpp), None
 
@@ -193,7 +193,7 @@ class CnnSegmenter(_Composed):
         membrane, nucleus, tumour = evidence[:, :h, :w]
         return CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=stain_amounts(rgb, stain)[..., 1])
 
-    def stream(self, reader: SlideReader, plan: TilePlan) -> Iterator[StreamedTile]:
+    def stream(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[StreamedTile]:
         import torch
         from torch.utils.data import DataLoader
 

@@ -73,7 +73,7 @@ def measured_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, setti
         return measured
 
     pending: deque[Future[MeasuredTile]] = deque()
-    stream = segmenter.stream(reader, plan)
+    stream = segmenter.stream(reader, plan, stain)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="her2slide-measure") as pool:
         try:
             while True:

@@ -24,7 +24,7 @@ class FakeSegmenter:
     taken: int = 0
     closed: bool = False
 
-    def stream(self, reader, plan):
+    def stream(self, reader, plan, stain):
         try:
             for i in range(self.n):
                 self.taken += 1
