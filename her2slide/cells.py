@@ -109,6 +109,26 @@ def split_nuclei(mask: np.ndarray, mpp: float, min_separation_um: float = 3.0, m
     return watershed(-smooth, markers, mask=mask)
 
 
+def nuclei_from_centres(nucleus: np.ndarray, centre: np.ndarray, mpp: float, min_area_um2: float = 3.0) -> np.ndarray:
+    """Nucleus instance labels from a network's foreground and centre maps.
+
+    ``centre`` is each nucleus's distance to its own edge over its largest such distance, so it
+    falls to 0 between two touching nuclei: its cores (above 0.5) are one marker per nucleus, and a
+    watershed on it gives each marker its nucleus. Foreground without a core (a small or faint
+    nucleus) is a nucleus of its own; specks under ``min_area_um2`` are dropped.
+    """
+    foreground = nucleus > 0.5
+    markers, n = ndi.label(foreground & (centre > 0.5))
+    labels = watershed(-centre, markers, mask=foreground)
+    orphans, n_orphans = ndi.label(foreground & (labels == 0))
+    labels = np.where(orphans > 0, orphans + n, labels)
+    area = np.bincount(labels.ravel(), minlength=n + n_orphans + 1)
+    small = area * mpp**2 < min_area_um2
+    small[0] = True
+    labels[small[labels]] = 0
+    return labels.astype(np.int32)
+
+
 def label_centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel count and centroid (row, column) of every label 0..n, indexed by label, by bincount."""
     flat = labels.ravel()

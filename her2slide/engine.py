@@ -8,7 +8,9 @@ Two segmenters with one interface, in two steps so the pipeline can overlap them
   It is pure and thread-safe, so the pipeline runs it in its measurement threads while the
   stream goes on (``tiles()`` is the two composed, one tile at a time).
 
-- :class:`CnnSegmenter` streams tiles through the membrane network. A torch DataLoader
+- :class:`CnnSegmenter` streams tiles through the cell network: v2 (the default) finds nuclei
+  and tumour epithelium from the haematoxylin channel alone, with the slide's own stain vectors,
+  and membranes from RGB; v1 found all three from RGB (her2slide.model.network). A torch DataLoader
   reads and decodes tiles in worker processes (each unpickles the reader and so opens its
   own slide handle), batches are padded with glass, pinned and copied to the GPU without
   blocking, and run under autocast (bf16 where the GPU has it, else fp16) in channels-last
@@ -30,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from her2slide.cells import CellMaps, classical_maps
+from her2slide.cells import CellMaps, classical_maps, nuclei_from_centres, nucleus_props
 from her2slide.config import Settings
 from her2slide.errors import InputError
 from her2slide.measure import read_tile
@@ -40,7 +42,8 @@ from her2slide.stain import StainModel, stain_amounts
 #: What a segmenter yields per tile: the tile, its RGB at working resolution, its maps.
 SegmentedTile = tuple[Tile, np.ndarray, CellMaps]
 #: What ``stream`` yields per tile: the tile, its RGB, and the segmenter's evidence for ``maps``
-#: (network probabilities (3, >=H, >=W) for the CNN; None for the classical segmenter).
+#: (network probabilities (C, >=H, >=W), channels as the model's ``io.outputs``, for the CNN; None
+#: for the classical segmenter).
 StreamedTile = tuple[Tile, np.ndarray, np.ndarray | None]
 
 
@@ -158,40 +161,52 @@ class CnnSegmenter(_Composed):
         torch.cuda.reset_peak_memory_stats(self.device)
         before = torch.cuda.memory_allocated(self.device)
         probe = torch.full((1, 3, tile_px, tile_px), 255, dtype=torch.uint8, device=self.device)
-        self._forward(probe)
+        self._forward(probe, self._stain_rows(StainModel.default(), 1))
         per_tile = max(torch.cuda.max_memory_allocated(self.device) - before, 1)
         free, _ = torch.cuda.mem_get_info(self.device)
         return int(np.clip(0.5 * free // per_tile, 1, 64))
 
-    def _forward(self, images):
-        """uint8 (N, 3, H, W) on the device -> float probabilities (N, 3, H, W)."""
+    def _stain_rows(self, stain: StainModel, n: int):
+        """The slide's stain rows for a batch of ``n`` tiles, on the device (v2 input)."""
+        from her2slide.model.inputs import stain_rows
+
+        return stain_rows([stain]).to(self.device).expand(n, -1, -1)
+
+    def _forward(self, images, rows):
+        """uint8 (N, 3, H, W) on the device -> float probabilities (N, C, H, W)."""
         import torch
 
-        from her2slide.model.train import normalise
+        from her2slide.model.inputs import network_inputs
 
-        x = normalise(images, self.model.io).contiguous(memory_format=torch.channels_last)
+        inputs = [x.contiguous(memory_format=torch.channels_last) for x in network_inputs(images, self.model.io, rows)]
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.cuda):
-            return torch.sigmoid(self.network(x).float())
+            return torch.sigmoid(self.network(*inputs).float())
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        """Probabilities (3, H, W) float32 for one RGB image (tests and evaluation)."""
+    def predict(self, rgb: np.ndarray, stain: StainModel | None = None) -> np.ndarray:
+        """Probabilities (C, H, W) float32 for one RGB image (tests and evaluation)."""
         import torch
 
         batch = torch.from_numpy(_pad_stack([rgb], self.network.multiple, self.model.io.context_px))
         batch = batch.permute(0, 3, 1, 2).to(self.device)
         h, w = rgb.shape[:2]
-        return self._forward(batch)[0, :, :h, :w].cpu().numpy()
+        return self._forward(batch, self._stain_rows(stain or StainModel.default(), 1))[0, :, :h, :w].cpu().numpy()
 
     def segment(self, rgb: np.ndarray, stain: StainModel) -> CellMaps:
-        return self.maps(rgb, self.predict(rgb), stain)
+        return self.maps(rgb, self.predict(rgb, stain), stain)
 
     def maps(self, rgb: np.ndarray, evidence: np.ndarray, stain: StainModel,
              spoilt: np.ndarray | None = None) -> CellMaps:
-        """Network probabilities (padding cropped here) plus DAB measured from the pixels.
+        """Network probabilities (padding cropped here) plus DAB measured from the pixels; a v2
+        model's nuclei are split into instances at its centre map.
         ``spoilt`` is not needed: the network's calls are local, no tile-wide threshold to drag."""
         h, w = rgb.shape[:2]
-        membrane, nucleus, tumour = evidence[:, :h, :w]
-        return CellMaps(nucleus=nucleus, membrane=membrane, tumour=tumour, dab=stain_amounts(rgb, stain)[..., 1])
+        maps = dict(zip(self.model.io.outputs, evidence[:, :h, :w]))
+        dab = stain_amounts(rgb, stain)[..., 1]
+        if "centre" not in maps:
+            return CellMaps(nucleus=maps["nucleus"], membrane=maps["membrane"], tumour=maps["tumour"], dab=dab)
+        nuclei = nuclei_from_centres(maps["nucleus"], maps["centre"], self.settings.tiling.work_mpp)
+        return CellMaps(nucleus=maps["nucleus"], membrane=maps["membrane"], tumour=maps["tumour"], dab=dab,
+                        nuclei=nuclei, nucleus_props=nucleus_props(nuclei))
 
     def stream(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[StreamedTile]:
         import torch
@@ -210,7 +225,8 @@ class CnnSegmenter(_Composed):
                             prefetch_factor=4 if workers else None, persistent_workers=False)
         pending = None
         for indices, rgbs, batch in loader:
-            probs = self._forward(batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2))
+            probs = self._forward(batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2),
+                                  self._stain_rows(stain, len(indices)))
             host = probs.to("cpu", non_blocking=self.cuda)
             if self.cuda:
                 done = torch.cuda.Event()

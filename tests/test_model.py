@@ -23,8 +23,9 @@ from her2slide.errors import InputError
 from her2slide.model.checkpoint import ModelIO, build_network, load_weights, save_weights
 from her2slide.model.data import Augment, Sample, lab_samples, load_npz_sample, load_png_sample, qupath_samples
 from her2slide.model.metrics import evaluate_maps, network_predictor, pixel_f1, summarise
-from her2slide.model.network import MembraneUNet, fused_for_inference
-from her2slide.model.train import loss_fn, normalise
+from her2slide.model.network import UNet, fused_for_inference
+from her2slide.model.inputs import normalise
+from her2slide.model.train import loss_fn
 from her2slide.provenance import file_sha256
 from her2slide.slide import open_slide
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
@@ -64,7 +65,7 @@ def npz_tile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("widths", [(4, 8, 16), (8, 16, 32, 64)])
 def test_output_has_the_input_shape_at_multiples(widths: tuple[int, ...]) -> None:
-    network = MembraneUNet(widths).eval()
+    network = UNet(widths).eval()
     m = network.multiple
     assert m == 2 ** (len(widths) - 1)
     with torch.no_grad():
@@ -73,7 +74,7 @@ def test_output_has_the_input_shape_at_multiples(widths: tuple[int, ...]) -> Non
 
 
 def test_odd_sizes_padded_by_the_engine_come_back_whole() -> None:
-    network = MembraneUNet((4, 8, 16)).eval()
+    network = UNet((4, 8, 16)).eval()
     rgbs = [np.full((37, 53, 3), 200, np.uint8), np.full((21, 60, 3), 90, np.uint8)]
     batch = _pad_stack(rgbs, network.multiple)
     assert batch.shape[1] % network.multiple == 0 and batch.shape[2] % network.multiple == 0
@@ -88,7 +89,7 @@ def test_folding_batchnorm_into_the_convolutions_keeps_the_function() -> None:
     """The engine runs the network with BatchNorm folded into the convolutions (faster); trained
     statistics (not the initial identity ones) must give the same logits, and the original stays as it was."""
     torch.manual_seed(0)
-    network = MembraneUNet((4, 8, 16)).train()
+    network = UNet((4, 8, 16)).train()
     with torch.no_grad():  # non-trivial running statistics, as after training
         for _ in range(3):
             network(torch.randn(2, 3, 32, 32) * 2 + 1)
@@ -103,7 +104,7 @@ def test_folding_batchnorm_into_the_convolutions_keeps_the_function() -> None:
 
 def test_gradients_reach_every_parameter() -> None:
     torch.manual_seed(0)
-    network = MembraneUNet((4, 8, 16)).train()
+    network = UNet((4, 8, 16)).train()
     network(torch.randn(2, 3, 32, 32)).square().mean().backward()
     for name, parameter in network.named_parameters():
         assert parameter.grad is not None, name

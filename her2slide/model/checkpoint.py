@@ -18,11 +18,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from her2slide.errors import InputError
-from her2slide.model.network import MembraneUNet
+from her2slide.model.network import CellNet, UNet
 from her2slide.provenance import file_sha256
 
 FORMAT = "her2slide-membrane/1"
+#: Maps every model gives the cell measurement. v1 networks give exactly these, from RGB.
 OUTPUTS = ("membrane", "nucleus", "tumour")
+#: v2 (:class:`CellNet`) adds each nucleus's normalised distance to its edge, to split touching nuclei.
+OUTPUTS_V2 = (*OUTPUTS, "centre")
+#: Network inputs: v1 sees RGB; v2's nucleus branch sees the haematoxylin amount alone.
+INPUTS_V1 = ("rgb",)
+INPUTS_V2 = ("rgb", "haematoxylin")
 
 
 class ModelIO(BaseModel):
@@ -38,11 +44,30 @@ class ModelIO(BaseModel):
     std: tuple[float, float, float] = (0.15, 0.17, 0.13)
     outputs: tuple[str, ...] = OUTPUTS
     widths: tuple[int, ...] = (8, 16, 32, 64)
+    inputs: tuple[str, ...] = Field(INPUTS_V1, description="rgb: v1 single network; rgb + haematoxylin: v2 CellNet")
+    nucleus_widths: tuple[int, ...] = Field((16, 32, 48, 64), description="v2: widths of the haematoxylin branch")
+    haematoxylin_scale: float = Field(0.25, gt=0, description="v2: haematoxylin OD that maps to 1.0 at the input")
+
+    @property
+    def two_branch(self) -> bool:
+        """A v2 model: nuclei and tumour from haematoxylin, membranes from RGB."""
+        return tuple(self.inputs) == INPUTS_V2
+    inputs: tuple[str, ...] = Field(INPUTS_V1, description="rgb: v1 single network; rgb + haematoxylin: v2 CellNet")
+    nucleus_widths: tuple[int, ...] = Field((16, 32, 48, 64), description="v2: widths of the haematoxylin branch")
+    haematoxylin_scale: float = Field(0.25, gt=0, description="v2: haematoxylin OD that maps to 1.0 at the input")
+
+    @property
+    def two_branch(self) -> bool:
+        """A v2 model: nuclei and tumour from haematoxylin, membranes from RGB."""
+        return tuple(self.inputs) == INPUTS_V2
+
+
+Network = UNet | CellNet
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    network: MembraneUNet
+    network: Network
     io: ModelIO
     sha256: str
     path: Path
@@ -53,11 +78,17 @@ class LoadedModel:
         return self.path.stem
 
 
-def build_network(io: ModelIO) -> MembraneUNet:
-    return MembraneUNet(widths=io.widths, out_channels=len(io.outputs))
+def build_network(io: ModelIO) -> Network:
+    if io.two_branch:
+        return CellNet(membrane_widths=io.widths, nucleus_widths=io.nucleus_widths)
+    return UNet(widths=io.widths, out_channels=len(io.outputs))
 
 
-def save_weights(path: Path, network: MembraneUNet, io: ModelIO, training: dict[str, Any]) -> str:
+def expected_outputs(io: ModelIO) -> tuple[str, ...]:
+    return OUTPUTS_V2 if io.two_branch else OUTPUTS
+
+
+def save_weights(path: Path, network: Network, io: ModelIO, training: dict[str, Any]) -> str:
     """Write weights and their ``.sha256`` atomically; returns the checksum."""
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
@@ -84,9 +115,14 @@ def load_weights(path: str | Path, work_mpp: float | None = None) -> LoadedModel
         raise InputError(path, f"not a her2slide weights file ({exc.__class__.__name__})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise InputError(path, f"not a her2slide weights file (format {blob.get('format') if isinstance(blob, dict) else None!r})")
-    io = ModelIO.model_validate(blob["io"])
-    if tuple(io.outputs) != OUTPUTS:
-        raise InputError(path, f"model outputs {list(io.outputs)}, the cell measurement needs {list(OUTPUTS)}")
+    try:
+        io = ModelIO.model_validate(blob["io"])
+    except ValueError as exc:
+        raise InputError(path, f"not a her2slide weights file (I/O configuration: {exc.__class__.__name__})") from None
+    if tuple(io.inputs) not in (INPUTS_V1, INPUTS_V2):
+        raise InputError(path, f"model inputs {list(io.inputs)} are neither {list(INPUTS_V1)} nor {list(INPUTS_V2)}")
+    if tuple(io.outputs) != expected_outputs(io):
+        raise InputError(path, f"model outputs {list(io.outputs)}, the cell measurement needs {list(expected_outputs(io))}")
     if work_mpp is not None and abs(work_mpp - io.input_mpp) > io.mpp_tolerance * io.input_mpp:
         raise InputError(path, f"model was trained at {io.input_mpp} µm/px; this run works at {work_mpp} µm/px")
     network = build_network(io)

@@ -15,12 +15,23 @@ def _slide_and_geojson(text: str) -> tuple[Path, Path]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train or fine-tune the membrane CNN (synthetic data plus a lab's own)")
+    parser = sub.add_parser("train", help="train or fine-tune the cell CNN (synthetic data, real nuclei, a lab's own)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder (resumes if it holds a checkpoint)")
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--architecture", choices=("v2", "v1"), default="v2",
+                        help="v2: nuclei and tumour from haematoxylin alone, membranes from RGB; v1: one RGB network")
+    parser.add_argument("--steps", type=int, default=800, help="optimiser steps")
+    parser.add_argument("--batch", type=int, default=8, help="samples per step")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and augmentation")
+    parser.add_argument("--real-nuclei", type=Path, metavar="DIR",
+                        help="v2: the real nucleus sets (../shared/data/nuclei), rendered IHC-like; "
+                             "their validation images are never trained on")
+    parser.add_argument("--real-weight", type=float, default=0.5, help="share of samples drawn from the real nuclei")
+    parser.add_argument("--families", nargs="*", default=[], metavar="NAME",
+                        help="synthetic style families to train on (default: the generator's calibrated look)")
+    parser.add_argument("--membrane-init", type=Path, metavar="WEIGHTS",
+                        help="v2: start the membrane branch from these v1 weights")
+    parser.add_argument("--freeze-membrane", action="store_true", help="v2: keep the membrane branch as initialised")
     parser.add_argument("--synthetic-tiles", type=int, default=400, help="size of the synthetic tile pool (0: lab data only)")
     parser.add_argument("--validation-tiles", type=int, default=120)
     parser.add_argument("--tile-cache", type=Path, default=Path("runs/tiles"), help="where synthetic tiles are cached")
@@ -41,7 +52,9 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainConfig(out=args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                          synthetic_tiles=args.synthetic_tiles, validation_tiles=args.validation_tiles,
                          tile_cache=args.tile_cache, lab_tiles=args.lab_tiles, qupath=args.qupath,
-                         init=args.init, device=args.device, workers=args.workers)
+                         init=args.init, device=args.device, workers=args.workers, architecture=args.architecture,
+                         real_nuclei=args.real_nuclei, real_weight=args.real_weight, families=tuple(args.families),
+                         membrane_init=args.membrane_init, train_membrane=not args.freeze_membrane)
     try:
         train(config, log=lambda line: print(line, flush=True))
     except InputError as exc:

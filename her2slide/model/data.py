@@ -32,6 +32,7 @@ class Sample:
     image: np.ndarray  # (H, W, 3) uint8
     target: np.ndarray  # (3, H, W) float32 in [0, 1], channels OUTPUTS
     valid: np.ndarray  # (3,) bool: which channels are annotated
+    nuclei: np.ndarray | None = None  # (H, W) int32 nucleus instances (0 = none), where annotated
 
 
 def load_npz_sample(path: Path) -> Sample:
@@ -45,7 +46,8 @@ def load_npz_sample(path: Path) -> Sample:
             key = names[channel] if names[channel] in data else channel
             if present[i]:
                 target[i] = data[key]
-    return Sample(image, target, np.array(present))
+        nuclei = data["nuclei"].astype(np.int32) if "nuclei" in data else None
+    return Sample(image, target, np.array(present), nuclei)
 
 
 def load_png_sample(image_path: Path) -> Sample:
@@ -184,11 +186,13 @@ class Augment:
     jpeg_probability: float = 0.5
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        image, target = self._scale_and_crop(sample, rng)
+        image, target, nuclei = self._scale_and_crop(sample, rng)
         k = int(rng.integers(4))
         image, target = np.rot90(image, k, axes=(0, 1)), np.rot90(target, k, axes=(1, 2))
+        nuclei = None if nuclei is None else np.rot90(nuclei, k)
         if rng.random() < 0.5:
             image, target = image[:, ::-1], target[:, :, ::-1]
+            nuclei = None if nuclei is None else nuclei[:, ::-1]
         image = self._stain_jitter(image, rng)
         if rng.random() < self.blur_probability:
             image = ndi.gaussian_filter(image, sigma=(rng.uniform(0.5, 1.5),) * 2 + (0,))
@@ -196,22 +200,28 @@ class Augment:
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
         if rng.random() < self.jpeg_probability:
             image = _jpeg(image, int(rng.integers(50, 96)))
-        return Sample(np.ascontiguousarray(image), np.ascontiguousarray(target, dtype=np.float32), sample.valid)
+        nuclei = None if nuclei is None else np.ascontiguousarray(nuclei)
+        return Sample(np.ascontiguousarray(image), np.ascontiguousarray(target, dtype=np.float32), sample.valid, nuclei)
 
-    def _scale_and_crop(self, sample: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Crop a window that, resized to ``out_px``, shows the tissue at a random mpp."""
+    def _scale_and_crop(self, sample: Sample,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Crop a window that, resized to ``out_px``, shows the tissue at a random mpp (nucleus
+        instances resampled by nearest neighbour, so they stay instances)."""
         h, w = sample.image.shape[:2]
         zoom = self.model_mpp / rng.uniform(*self.mpp_range)  # >1 magnifies
         size = min(int(round(self.out_px / zoom)), h, w)
         y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         image = sample.image[y:y + size, x:x + size].astype(np.float32)
         target = sample.target[:, y:y + size, x:x + size]
+        nuclei = None if sample.nuclei is None else sample.nuclei[y:y + size, x:x + size]
         if size == self.out_px:
-            return image, target
+            return image, target, nuclei
         f = self.out_px / size
         image = ndi.zoom(image, (f, f, 1), order=1)[: self.out_px, : self.out_px]
         target = ndi.zoom(target, (1, f, f), order=1)[:, : self.out_px, : self.out_px]
-        return image, np.clip(target, 0, 1)
+        if nuclei is not None:
+            nuclei = ndi.zoom(nuclei, (f, f), order=0)[: self.out_px, : self.out_px]
+        return image, np.clip(target, 0, 1), nuclei
 
     def _stain_jitter(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         unmix = StainModel.default().unmixing

@@ -20,15 +20,21 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from her2slide.errors import InputError
-from her2slide.model.checkpoint import ModelIO, build_network, load_weights, save_weights
-from her2slide.model.data import Augment, Sample, lab_samples, load_npz_sample, qupath_samples
+from her2slide.model.checkpoint import INPUTS_V2, OUTPUTS, OUTPUTS_V2, ModelIO, build_network, load_weights, save_weights
+from her2slide.model.data import Augment, lab_samples, qupath_samples
+from her2slide.model.dab import paint_dab
+from her2slide.model.inputs import network_inputs, stain_rows
 from her2slide.model.metrics import evaluate_maps, network_predictor
+from her2slide.model.real_nuclei import real_nuclei_source
+from her2slide.model.sources import Source, input_stain, pick, sample_source, tile_source
+from her2slide.model.targets import v2_targets
 from her2slide.outputs.atomic import write_json_atomic
 
 
 @dataclass
 class TrainConfig:
     out: Path
+    architecture: str = "v2"  # v2: CellNet (nuclei/tumour from haematoxylin); v1: one U-Net on RGB
     steps: int = 800
     batch: int = 8
     lr: float = 3e-3
@@ -36,10 +42,17 @@ class TrainConfig:
     synthetic_tiles: int = 400
     validation_tiles: int = 120
     tile_cache: Path = Path("runs/tiles")
+    families: tuple[str, ...] = ()  # synthetic style families to train on; () = the generator's default look
+    synthetic_weight: float = 0.5  # share of each batch from synthetic tiles when other sources exist
+    real_nuclei: Path | None = None  # v2: folder of the real nucleus sets (../shared/data/nuclei)
+    real_weight: float = 0.5  # share of each batch from real nuclei
     lab_tiles: list[Path] = field(default_factory=list)
     qupath: list[tuple[Path, Path]] = field(default_factory=list)  # (slide, cells.geojson)
     lab_weight: float = 0.5  # share of each batch drawn from lab data when there is any
     init: Path | None = None  # fine-tune from these weights
+    membrane_init: Path | None = None  # v2: start the membrane branch from these v1 weights
+    train_membrane: bool = True  # v2: False keeps the membrane branch as initialised
+    dab_probability: float = 0.5  # v2: share of samples given extra synthetic DAB
     device: str = "auto"
     workers: int = 1
     checkpoint_every: int = 100
@@ -47,26 +60,30 @@ class TrainConfig:
 
 
 class _Samples(Dataset):
-    """Endless index space: item k is sample ``k mod len`` augmented with its own seed, so a
-    run is reproducible and never repeats an augmented sample."""
+    """Endless index space: item k is drawn and augmented with its own seed, so a run is
+    reproducible and never repeats an augmented sample. Items: uint8 image (3, H, W), stain
+    rows (2, 3) for the haematoxylin input (zeros for v1), target (C, H, W), validity (C,)."""
 
-    def __init__(self, synthetic: list[Path], lab: list[Sample], lab_weight: float, seed: int,
-                 augment: Augment, length: int) -> None:
-        self.synthetic, self.lab, self.lab_weight = synthetic, lab, lab_weight
-        self.seed, self.augment, self.length = seed, augment, length
+    def __init__(self, sources: list[Source], seed: int, augment: Augment, io: ModelIO, dab_probability: float,
+                 length: int) -> None:
+        self.sources, self.seed, self.augment, self.io = sources, seed, augment, io
+        self.dab_probability, self.length = dab_probability, length
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, k])
-        if self.lab and (not self.synthetic or rng.random() < self.lab_weight):
-            sample = self.lab[int(rng.integers(len(self.lab)))]
-        else:
-            sample = load_npz_sample(self.synthetic[int(rng.integers(len(self.synthetic)))])
-        out = self.augment(sample, rng)
-        return (torch.from_numpy(out.image).permute(2, 0, 1), torch.from_numpy(out.target),
-                torch.from_numpy(out.valid))
+        out = self.augment(pick(self.sources, rng).draw(rng), rng)
+        if not self.io.two_branch:
+            return (torch.from_numpy(out.image).permute(2, 0, 1), torch.zeros(2, 3), torch.from_numpy(out.target),
+                    torch.from_numpy(out.valid))
+        image = out.image
+        if out.nuclei is not None and rng.random() < self.dab_probability:
+            image = paint_dab(image, out.nuclei, self.io.input_mpp, rng)
+        target, valid = v2_targets(out.target, out.valid, out.nuclei)
+        return (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+                stain_rows([input_stain(image, rng)])[0], torch.from_numpy(target), torch.from_numpy(valid))
 
 
 def pick_device(name: str) -> torch.device:
@@ -78,16 +95,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def normalise(images: torch.Tensor, io: ModelIO) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float network input; the same function serves training and inference."""
-    mean = torch.tensor(io.mean, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(io.std, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
-
-
-def loss_fn(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, pos_weight: torch.Tensor,
+            dice_channels: int = len(OUTPUTS)) -> torch.Tensor:
     """BCE plus soft Dice per channel, counting only the channels each sample has annotated.
-    Dice keeps the thin membrane class from being drowned by background."""
+    Dice keeps the thin membrane class from being drowned by background. Only the first
+    ``dice_channels`` are binary masks: v2's ``centre`` (a soft 0–1 target, last) is fitted by
+    the BCE alone, a Dice on it means nothing."""
     weight = valid[:, :, None, None].float()
     bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight.view(1, -1, 1, 1),
                                              reduction="none")
@@ -97,46 +110,47 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, pos
     inter = (prob * target).sum(dim=(0, 2, 3))
     dice = 1 - (2 * inter + 1) / (prob.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3)) + 1)
     has = valid.any(dim=0).float()
+    has[dice_channels:] = 0.0
     return bce + (dice * has).sum() / has.sum().clamp(min=1)
 
 
 def train(config: TrainConfig, log=print) -> dict:
     """Run training; returns the validation report (also written to the run folder)."""
-    from her2slide.synth.tiles import make_training_tiles
-
     torch.manual_seed(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
-    io = ModelIO()
-    cache = Path(config.tile_cache)
-    size = io.tile_px + 64  # room for the scale augmentation's crop
-    log(f"synthetic tiles: {config.synthetic_tiles} train + {config.validation_tiles} validation in {cache}")
-    train_tiles = make_training_tiles(config.synthetic_tiles, cache / f"train-s0-{size}", tile_px=size, seed=0)
-    val_tiles = make_training_tiles(config.validation_tiles, cache / f"val-s1-{size}", tile_px=size, seed=1)
-    lab = [s for folder in config.lab_tiles for s in lab_samples(folder)]
-    lab += [s for slide, geojson in config.qupath for s in qupath_samples(slide, geojson, io.input_mpp, io.tile_px)]
-
-    network = build_network(io) if config.init is None else load_weights(config.init).network
+    network, io = _initial_network(config)
+    sources, val_tiles = _sources(config, io, log)
     network = network.to(device).to(memory_format=torch.channels_last)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=1e-4)
+    frozen = io.two_branch and not config.train_membrane
+    if frozen:
+        network.membrane.requires_grad_(False)
+    optimiser = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps,
                                                    pct_start=0.1)
     start_step = _resume(out / "checkpoint.pt", network, optimiser, schedule)
-    dataset = _Samples(train_tiles, lab, config.lab_weight, config.seed, Augment(out_px=io.tile_px),
+    dataset = _Samples(sources, config.seed, Augment(out_px=io.tile_px), io, config.dab_probability,
                        length=config.steps * config.batch)
     indices = list(range(start_step * config.batch, config.steps * config.batch))
     loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=config.batch, shuffle=False,
                         num_workers=config.workers, pin_memory=device.type == "cuda",
                         persistent_workers=config.workers > 0)
-    pos_weight = torch.tensor([config.membrane_pos_weight, 1.0, 1.0], device=device)
+    pos_weight = torch.tensor([config.membrane_pos_weight] + [1.0] * (len(io.outputs) - 1), device=device)
     network.train()
+    if frozen:
+        network.membrane.eval()  # its BatchNorm statistics stay those it was trained with
     started = time.perf_counter()
     with open(out / "train_log.jsonl", "a") as log_file:
-        for step, (images, target, valid) in enumerate(loader, start=start_step + 1):
+        for step, (images, rows, target, valid) in enumerate(loader, start=start_step + 1):
             images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            logits = network(normalise(images, io))
-            loss = loss_fn(logits, target.to(device), valid.to(device), pos_weight)
+            inputs = network_inputs(images, io, rows.to(device))
+            if frozen:  # the membrane branch is not trained: skip its forward pass (a third of the cost)
+                logits = network.nuclei(inputs[1])
+                loss = loss_fn(logits, target[:, 1:].to(device), valid[:, 1:].to(device), pos_weight[1:],
+                               dice_channels=2)
+            else:
+                loss = loss_fn(network(*inputs), target.to(device), valid.to(device), pos_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -158,6 +172,57 @@ def train(config: TrainConfig, log=print) -> dict:
     write_json_atomic(out / "validation.json", report)
     log(json.dumps(report["validation"], indent=1))
     return report
+
+
+def _initial_network(config: TrainConfig):
+    """The network to start from and its I/O configuration: a fine-tuned model keeps its own;
+    a new v2 may take its membrane branch from v1 weights."""
+    if config.init is not None:
+        model = load_weights(config.init)
+        return model.network, model.io
+    io = ModelIO(inputs=INPUTS_V2, outputs=OUTPUTS_V2) if config.architecture == "v2" else ModelIO()
+    network = build_network(io)
+    if config.membrane_init is not None:
+        if not io.two_branch:
+            raise InputError(config.membrane_init, "--membrane-init applies to a v2 network only")
+        _copy_membrane_branch(load_weights(config.membrane_init), network)
+    return network, io
+
+
+def _copy_membrane_branch(v1, network) -> None:
+    """Copy a v1 network into a v2 membrane branch: everything but the head's nucleus and
+    tumour channels, which the branch does not have."""
+    if v1.io.two_branch or tuple(v1.io.widths) != tuple(network.membrane.encoders[i][0][0].out_channels
+                                                       for i in range(len(network.membrane.encoders))):
+        raise InputError(v1.path, "membrane weights must be a v1 model with the same widths")
+    state = v1.network.state_dict()
+    state["head.weight"], state["head.bias"] = state["head.weight"][:1], state["head.bias"][:1]
+    network.membrane.load_state_dict(state)
+
+
+def _sources(config: TrainConfig, io: ModelIO, log) -> tuple[list[Source], list[Path]]:
+    """The weighted sample sources of a run, and the synthetic validation tiles."""
+    from her2slide.synth.tiles import make_training_tiles
+
+    cache = Path(config.tile_cache)
+    size = io.tile_px + 64  # room for the scale augmentation's crop
+    log(f"synthetic tiles: {config.synthetic_tiles} train + {config.validation_tiles} validation in {cache}")
+    val_tiles = make_training_tiles(config.validation_tiles, cache / f"val-s1-{size}", tile_px=size, seed=1)
+    sources = []
+    if config.synthetic_tiles:
+        train_tiles = make_training_tiles(config.synthetic_tiles, cache / f"train-s0-{size}", tile_px=size, seed=0)
+        sources.append(tile_source("synthetic", train_tiles, config.synthetic_weight))
+    lab = [s for folder in config.lab_tiles for s in lab_samples(folder)]
+    lab += [s for slide, geojson in config.qupath for s in qupath_samples(slide, geojson, io.input_mpp, io.tile_px)]
+    if lab:
+        sources.append(sample_source("lab", lab, config.lab_weight))
+    if config.real_nuclei is not None:
+        if not io.two_branch:
+            raise InputError(config.real_nuclei, "real nucleus sets train a v2 network only")
+        sources.append(real_nuclei_source(config.real_nuclei, io.input_mpp, config.real_weight))
+    if not sources:
+        raise InputError(config.out, "nothing to train on: no synthetic tiles, lab tiles, QuPath cells or real nuclei")
+    return sources, val_tiles
 
 
 def _checkpoint(path: Path, network, optimiser, schedule, step: int) -> None:
