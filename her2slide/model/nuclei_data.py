@@ -24,6 +24,8 @@ from PIL import Image
 
 from her2slide.errors import InputError
 from her2slide.evaluation.shared_data import shared_data_dir
+from her2slide.stain import DAB_RGB_OD, HAEMATOXYLIN_RGB_OD
+from her2slide.synth.restain import IHC_GLASS_RGB, MembraneStyle, ihc_like
 
 #: Images never trained on: nucleus detection is validated on them (issue 14). Whole images,
 #: chosen once across organs and scanners; DSB has none (its pixel size is only estimated).
@@ -134,3 +136,64 @@ def resample(rgb: np.ndarray, labels: np.ndarray, mpp: float, work_mpp: float) -
     rows = np.minimum(((np.arange(out_h) + 0.5) * h / out_h).astype(int), h - 1)
     cols = np.minimum(((np.arange(out_w) + 0.5) * w / out_w).astype(int), w - 1)
     return image, labels[np.ix_(rows, cols)]
+
+
+@dataclass(frozen=True)
+class IhcLikeRanges:
+    """What :func:`ihc_like_sample` randomises, per image.
+
+    ``counterstain_od``: nuclear haematoxylin, drawn log-uniformly (the real cores measure
+    0.12–0.14; labs vary several-fold, so half to twice that). ``membrane_probability``: the
+    chance of any synthetic membrane DAB; its class mix is drawn from a Dirichlet(0.5) over
+    (none, faint, moderate, strong), so most images are dominated by one class, as real cases are.
+    ``white_rgb``: glass per channel, around the real cores' (234, 233, 242). ``vector_jitter_deg``:
+    haematoxylin and DAB directions tilted by up to this. ``noise_sd``: sensor noise, 8-bit levels.
+    ``jpeg_probability`` and ``jpeg_quality``: compression as a scanner or export leaves it.
+    """
+
+    counterstain_od: tuple[float, float] = (0.06, 0.28)
+    membrane_probability: float = 0.75
+    white_rgb: tuple[tuple[float, float], ...] = ((222.0, 252.0), (221.0, 251.0), (230.0, 255.0))
+    vector_jitter_deg: float = 4.0
+    noise_sd: tuple[float, float] = (0.0, 3.0)
+    jpeg_probability: float = 0.5
+    jpeg_quality: tuple[int, int] = (60, 96)
+
+
+def ihc_like_sample(entry: NucleiImage, rng: np.random.Generator, work_mpp: float = 0.5,
+                    ranges: IhcLikeRanges = IhcLikeRanges()) -> tuple[np.ndarray, np.ndarray]:
+    """One training input from a real annotated image: (RGB uint8 IHC-like at ``work_mpp``,
+    nucleus instance labels int32 at ``work_mpp``).
+
+    Rendered at the image's own resolution (restain.ihc_like: counterstain level, white point,
+    stain directions and membrane DAB drawn from ``ranges``), then resampled like a slide read
+    (:func:`resample`), then sensor noise and JPEG. The targets are the real nuclei, whatever
+    the DAB, so a network trained on these cannot learn that nuclei are where brown is.
+    """
+    from her2slide.model.data import jpeg_roundtrip  # imports torch: training only
+
+    rgb, labels = entry.load()
+    low, high = np.log(ranges.counterstain_od)
+    membranes = None
+    if rng.random() < ranges.membrane_probability:
+        membranes = MembraneStyle(class_weights=tuple(rng.dirichlet(np.full(4, 0.5))))
+    white = [rng.uniform(*bounds) for bounds in ranges.white_rgb]
+    image = ihc_like(rgb, labels, entry.mpp, rng, counterstain_od=float(np.exp(rng.uniform(low, high))),
+                     membranes=membranes, white=white,
+                     haematoxylin_vector=tilted(HAEMATOXYLIN_RGB_OD, ranges.vector_jitter_deg, rng),
+                     dab_vector=tilted(DAB_RGB_OD, ranges.vector_jitter_deg, rng))
+    image, labels = resample(image, labels, entry.mpp, work_mpp)
+    noisy = image + rng.normal(0.0, rng.uniform(*ranges.noise_sd), image.shape)
+    image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    if rng.random() < ranges.jpeg_probability:
+        image = jpeg_roundtrip(image, int(rng.integers(*ranges.jpeg_quality)))
+    return image, labels
+
+
+def tilted(vector: np.ndarray, max_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector at most ``max_deg`` from ``vector``, in a random direction."""
+    v = np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+    away = rng.normal(size=3)
+    away -= (away @ v) * v
+    angle = np.radians(rng.uniform(0.0, max_deg))
+    return np.cos(angle) * v + np.sin(angle) * away / np.linalg.norm(away)

@@ -53,6 +53,8 @@ IHC_GLASS_RGB = (234.0, 233.0, 242.0)
 #: Optical densities below this carry no usable stain direction (glass, JPEG noise).
 _OD_FLOOR = 0.15
 _MIN_FIT_PIXELS = 2000
+#: The H&E fit uses every k-th pixel, about this many in all: a colour statistic needs no more.
+_FIT_PIXELS = 250_000
 
 
 def remove_dab(rgb: np.ndarray) -> np.ndarray:
@@ -68,16 +70,17 @@ def remove_dab(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(hed2rgb(hed) * 255.0), 0, 255).astype(np.uint8)
 
 
-def add_dab(rgb: np.ndarray, dab_od: np.ndarray, white: Sequence[float] | None = None) -> np.ndarray:
-    """``rgb`` with ``dab_od`` (H, W) OD units of DAB added along the reference DAB vector
-    (her2slide.stain.DAB_RGB_OD), by Beer–Lambert.
+def add_dab(rgb: np.ndarray, dab_od: np.ndarray, white: Sequence[float] | None = None, *,
+            vector: Sequence[float] = DAB_RGB_OD) -> np.ndarray:
+    """``rgb`` with ``dab_od`` (H, W) OD units of DAB added along ``vector`` (default the
+    reference DAB vector, her2slide.stain.DAB_RGB_OD), by Beer–Lambert.
 
     ``white`` is the glass the optical densities are taken against. The default, 255, makes the
     addition a pure per-channel attenuation that clips no pixel; a white below some pixels
     (bright JPEG glass) would first clip those to the white point.
     """
     od = rgb_to_od(rgb, white)
-    od += dab_od[..., None].astype(np.float32) * StainModel.default().dab.astype(np.float32)
+    od += dab_od[..., None].astype(np.float32) * _unit(vector).astype(np.float32)
     return od_to_rgb(od, white)
 
 
@@ -93,12 +96,12 @@ def he_stain_model(rgb_he: np.ndarray) -> StainModel:
     from the reference falls back to it (the haematoxylin-only DSB images). White 255: these crops are
     mostly tissue, so no glass is there to measure.
     """
-    od = rgb_to_od(rgb_he).reshape(-1, 3).astype(np.float64)
-    od = od[np.linalg.norm(od, axis=1) > _OD_FLOOR]
+    od = rgb_to_od(rgb_he).reshape(-1, 3)[:: max(1, rgb_he.shape[0] * rgb_he.shape[1] // _FIT_PIXELS)]
+    od = od[np.linalg.norm(od, axis=1) > _OD_FLOOR].astype(np.float64)
     h, e = HAEMATOXYLIN_RGB_OD, EOSIN_RGB_OD
     if len(od) >= _MIN_FIT_PIXELS:
         h, e = fit_two_stains(od, h, e, max_angle_deg=HE_MAX_ANGLE_DEG)
-    return StainModel(h / np.linalg.norm(h), e / np.linalg.norm(e), np.full(3, 255.0))
+    return StainModel(_unit(h), _unit(e), np.full(3, 255.0))
 
 
 def haematoxylin_he(rgb_he: np.ndarray) -> np.ndarray:
@@ -121,9 +124,13 @@ def he_to_ihc(rgb_he: np.ndarray, haematoxylin_scale: float, *, vector: Sequence
     ``haematoxylin``: the amount map if the caller already has it (:func:`haematoxylin_he`).
     """
     amount = haematoxylin_he(rgb_he) if haematoxylin is None else haematoxylin
-    direction = np.asarray(vector, dtype=np.float64)
-    od = (haematoxylin_scale * amount)[..., None] * (direction / np.linalg.norm(direction)).astype(np.float32)
+    od = (haematoxylin_scale * amount)[..., None] * _unit(vector).astype(np.float32)
     return od_to_rgb(od, np.asarray(white, dtype=np.float64))
+
+
+def _unit(v: Sequence[float]) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v)
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,22 @@ def membrane_dab(nuclei: np.ndarray, mpp: float, rng: np.random.Generator,
     dab = ndi.gaussian_filter(dab, style.blur_um / mpp)
     dab += np.where((cells > 0) & (nuclei == 0), haze[cells], 0.0)
     return dab.astype(np.float32)
+
+
+def ihc_like(rgb_he: np.ndarray, nuclei: np.ndarray, mpp: float, rng: np.random.Generator, *,
+             counterstain_od: float, membranes: MembraneStyle | None = None, white: Sequence[float] = IHC_GLASS_RGB,
+             haematoxylin_vector: Sequence[float] = HAEMATOXYLIN_RGB_OD,
+             dab_vector: Sequence[float] = DAB_RGB_OD) -> np.ndarray:
+    """An annotated H&E image (nucleus instances ``nuclei``, ``mpp`` µm/px) as a HER2 IHC field at
+    the same resolution: the nuclei's median haematoxylin brought to ``counterstain_od`` (the real
+    cores: 0.12–0.14), membrane DAB drawn with ``membranes`` around the real nuclei (none when
+    None), on glass of colour ``white``."""
+    haem = haematoxylin_he(rgb_he)
+    scale = counterstain_od / max(nuclear_haematoxylin(haem, nuclei), 1e-3)
+    ihc = he_to_ihc(rgb_he, scale, vector=haematoxylin_vector, white=white, haematoxylin=haem)
+    if membranes is None:
+        return ihc
+    return add_dab(ihc, membrane_dab(nuclei, mpp, rng, membranes), vector=dab_vector)
 
 
 def _cell_intensity(rng: np.random.Generator, n: int, style: MembraneStyle) -> np.ndarray:
