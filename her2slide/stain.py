@@ -124,7 +124,26 @@ def estimate_stain_model(rgb: np.ndarray, *, od_threshold: float = 0.15, alpha: 
     od = od[np.linalg.norm(od, axis=1) > od_threshold]
     if len(od) < min_pixels:
         return StainModel(default.haematoxylin, default.dab, white)
-    # Plane of the two largest principal directions, as in Macenko et al. 2009.
+    h, d = fit_two_stains(od, default.haematoxylin, default.dab, alpha=alpha, max_angle_deg=max_angle_deg)
+    return StainModel(h, d, white)
+
+
+def vector_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two stain directions, degrees."""
+    return float(np.degrees(np.arccos(np.clip(_unit(a) @ _unit(b), -1.0, 1.0))))
+
+
+def fit_two_stains(od: np.ndarray, first: np.ndarray, second: np.ndarray, *, alpha: float = 1.0,
+                   max_angle_deg: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    """Directions of two stains in optical densities (n, 3) by Macenko's method, each kept
+    only within ``max_angle_deg`` of its reference (``first``, ``second``), else the reference.
+
+    The two extremes of the pixels' angles in the plane of their two largest principal
+    directions (the ``alpha`` and ``100 - alpha`` percentiles, Macenko et al. 2009) are
+    assigned to the references they are closest to. Used for haematoxylin–DAB here and for
+    haematoxylin–eosin by her2slide.synth.restain.
+    """
+    first, second = _unit(first), _unit(second)
     _, _, vt = np.linalg.svd(od, full_matrices=False)
     plane = vt[:2]
     if plane[0] @ np.ones(3) < 0:
@@ -133,16 +152,8 @@ def estimate_stain_model(rgb: np.ndarray, *, od_threshold: float = 0.15, alpha: 
     angles = np.arctan2(proj[:, 1], proj[:, 0])
     lo, hi = np.percentile(angles, [alpha, 100 - alpha])
     candidates = [_unit(np.cos(a) * plane[0] + np.sin(a) * plane[1]) for a in (lo, hi)]
-    candidates = [c if c.sum() > 0 else -c for c in candidates]
-
-    def angle(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.degrees(np.arccos(np.clip(a @ b, -1.0, 1.0))))
-
-    # Assign the two extremes to the stains they are closest to.
-    h_ref, d_ref = default.haematoxylin, default.dab
-    c0, c1 = candidates
-    if angle(c0, h_ref) + angle(c1, d_ref) > angle(c1, h_ref) + angle(c0, d_ref):
+    c0, c1 = [c if c.sum() > 0 else -c for c in candidates]
+    if vector_angle_deg(c0, first) + vector_angle_deg(c1, second) > vector_angle_deg(c1, first) + vector_angle_deg(c0, second):
         c0, c1 = c1, c0
-    h = c0 if angle(c0, h_ref) <= max_angle_deg else h_ref
-    d = c1 if angle(c1, d_ref) <= max_angle_deg else d_ref
-    return StainModel(h, d, white)
+    return (c0 if vector_angle_deg(c0, first) <= max_angle_deg else first,
+            c1 if vector_angle_deg(c1, second) <= max_angle_deg else second)

@@ -6,18 +6,13 @@ and skip where it is absent, as in a user's fresh clone.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from her2slide.evaluation.shared_data import shared_data_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """Where the shared real test data should be: ``$HER2SLIDE_SHARED_DATA`` or ``../shared/data``."""
-    override = os.environ.get("HER2SLIDE_SHARED_DATA")
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

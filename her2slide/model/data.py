@@ -199,7 +199,7 @@ class Augment:
         image = image + rng.normal(0, rng.uniform(0, 4), image.shape)
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
         if rng.random() < self.jpeg_probability:
-            image = _jpeg(image, int(rng.integers(50, 96)))
+            image = jpeg_roundtrip(image, int(rng.integers(50, 96)))
         nuclei = None if nuclei is None else np.ascontiguousarray(nuclei)
         return Sample(np.ascontiguousarray(image), np.ascontiguousarray(target, dtype=np.float32), sample.valid, nuclei)
 
@@ -232,7 +232,8 @@ class Augment:
         return od_to_rgb(np.maximum(od, 0)).astype(np.float32) * rng.uniform(0.95, 1.03, 3)
 
 
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """The image after JPEG compression at ``quality``, as a scanner's or a lab's export leaves it."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return np.array(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
