@@ -11,19 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from her2slide.model.nuclei_data import tilted
 from her2slide.stain import DAB_RGB_OD
 from her2slide.synth.restain import membrane_dab
-
-
-def tilted(vector: np.ndarray, rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    """Unit ``vector`` turned by up to ``max_deg`` in a random direction, kept non-negative."""
-    v = np.asarray(vector, float) / np.linalg.norm(vector)
-    axis = rng.normal(size=3)
-    axis -= axis @ v * v
-    axis /= np.linalg.norm(axis)
-    angle = np.radians(rng.uniform(0, max_deg))
-    out = np.abs(np.cos(angle) * v + np.sin(angle) * axis)
-    return out / np.linalg.norm(out)
 
 
 def paint_dab(image: np.ndarray, nuclei: np.ndarray, mpp: float, rng: np.random.Generator,
@@ -31,6 +21,6 @@ def paint_dab(image: np.ndarray, nuclei: np.ndarray, mpp: float, rng: np.random.
     """``image`` with synthetic membrane DAB between its nuclei (Beer–Lambert: intensities
     multiplied by 10^-OD, so sensor noise and the white point are kept)."""
     dab = membrane_dab(nuclei, mpp, rng)
-    vector = tilted(DAB_RGB_OD, rng, max_tilt_deg).astype(np.float32)
+    vector = np.abs(tilted(DAB_RGB_OD, max_tilt_deg, rng)).astype(np.float32)
     transmitted = np.power(np.float32(10.0), -dab[..., None] * vector)
     return np.clip(np.rint(image.astype(np.float32) * transmitted), 0, 255).astype(np.uint8)

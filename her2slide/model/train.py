@@ -219,7 +219,7 @@ def _sources(config: TrainConfig, io: ModelIO, log) -> tuple[list[Source], list[
     if config.real_nuclei is not None:
         if not io.two_branch:
             raise InputError(config.real_nuclei, "real nucleus sets train a v2 network only")
-        sources.append(real_nuclei_source(config.real_nuclei, io.input_mpp, config.real_weight))
+        sources.append(real_nuclei_source(config.real_nuclei, io.input_mpp, config.real_weight, cache))
     if not sources:
         raise InputError(config.out, "nothing to train on: no synthetic tiles, lab tiles, QuPath cells or real nuclei")
     return sources, val_tiles
