@@ -1,4 +1,4 @@
-"""Tissue architecture of a synthetic slide: tissue outline, tumour nests/sheets/glands, cells, nuclei.
+"""Tissue architecture of a synthetic slide: tissue outline, tumour shapes, cells, nuclei.
 
 Everything here is geometry in micrometres, drawn once per slide from a seed. It is small (a few
 numbers per shape and per cell) whatever the slide size; :mod:`her2slide.synth.render` evaluates
@@ -6,7 +6,13 @@ it pixel by pixel, block by block, so no level-0 image is ever needed to build a
 
 Tumour cells are the Voronoi cells of jittered seeds, restricted to their own tumour shape and to
 a maximum radius around the seed (so cells at a shape's edge stay cell-sized). Gland cells sit on a
-ring around a lumen, one layer thick, with basal nuclei.
+ring around a lumen, one layer thick, with basal nuclei. Trabecular cords (1-3 cells wide) and
+single files (one cell wide) are *strips*: bands along a gently bent centreline, laid along a smooth
+direction field as real cords follow the stroma; discohesive tumour is single cells, each its own
+small shape, scattered in the stroma.
+
+Every new architecture and style knob defaults to off and draws its random numbers only when it is
+used, so the layouts of existing specs (the evaluation suite, the v1 training tiles) are unchanged.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["KINDS", "Blobs", "Cells", "Nuclei", "Layout", "LayoutParams", "make_layout"]
+__all__ = ["KINDS", "STRIP_KINDS", "Blobs", "Cells", "Nuclei", "Layout", "LayoutParams", "make_layout"]
 
 #: Tumour architectures; the index is the ``kind`` code stored per shape and per cell.
-KINDS: tuple[str, str, str] = ("nest", "sheet", "gland")
+KINDS: tuple[str, ...] = ("nest", "sheet", "gland", "trabecular", "single_file", "discohesive")
+#: Architectures drawn as strips (bands along a centreline) rather than star-shaped blobs.
+STRIP_KINDS: tuple[str, ...] = ("trabecular", "single_file")
 #: Non-tumour nucleus types (``Nuclei.kind``).
 STROMA, LYMPHOCYTE = 1, 2
 
@@ -55,12 +63,42 @@ class LayoutParams(BaseModel):
     lymphocytes_per_mm2: float = 500.0
     lymphocyte_diameter_um: Range = (5.0, 6.5)
     lymphocyte_h_od: Range = (0.32, 0.45)
+    lymphocyte_aggregate_share: float = Field(1 / 3, ge=0.0, le=1.0)  # share of lymphocytes in aggregates
+    lymphocyte_aggregates: tuple[int, int] = (1, 3)  # number of aggregates (inclusive range)
+    lymphocyte_aggregate_sd_um: float = 25.0         # spread of an aggregate
+    lymphocyte_spacing_um: float = 0.0  # lymphocytes closer than this are thinned out (0: overlap freely)
+    # architectures added for the style families (off unless ``architecture`` names them)
+    trabecular_length_um: Range = (60.0, 160.0)      # cord length along its centreline
+    trabecular_cells_across: tuple[int, int] = (1, 3)
+    single_file_length_um: Range = (50.0, 140.0)
+    single_file_cell_um: Range = (7.0, 10.0)         # a file's width, and its cell spacing along it
+    discohesive_cell_um: Range = (9.0, 13.0)         # diameter of a scattered single tumour cell
+    strip_bend: float = 0.25                         # largest sagitta of a strip / its length
+    strip_alignment_sd: float = 0.3                  # radians of a strip's direction around the field
+    kind_gap_um: dict[str, float] = Field(default_factory=dict,
+                                          description="Stroma around shapes of a kind (default shape_gap_um).")
+    filler: str | None = Field("nest", description="Kind of the small shapes that fill the gaps (None: none).")
+    placement_patience: int | None = Field(None, ge=1, description="Stop placing shapes after this many in a "
+                                           "row found no room (None: try every one).")
+    nucleus_irregularity: float = Field(0.0, ge=0.0, le=0.35,
+                                        description="Largest cos 2θ / cos 3θ amplitude of tumour nucleus outlines.")
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> "LayoutParams":
+        named = set(self.architecture) | set(self.kind_gap_um) | ({self.filler} if self.filler else set())
+        if named - set(KINDS):
+            raise ValueError(f"architecture kinds must be among {KINDS}, got {sorted(named - set(KINDS))}")
+        return self
 
 
 @dataclass(frozen=True)
 class Blobs:
     """Star-shaped outlines ``r(θ) = r0·(1 + Σ_k a_k cos(kθ + φ_k))``, k = 2, 3, …; hollow when
-    ``thickness > 0`` (a gland wall from ``r(θ) - thickness`` to ``r(θ)``)."""
+    ``thickness > 0`` (a gland wall from ``r(θ) - thickness`` to ``r(θ)``).
+
+    Shapes with ``half_length > 0`` are strips instead: a band of half-width
+    ``r0·(1 + Σ_k a_k cos(kπu/L + φ_k))`` (k = 1, 2, …) around the centreline ``v = bend·u²``,
+    ``|u| ≤ L``, in coordinates (u, v) rotated by ``angle``, with round ends."""
 
     cx: np.ndarray
     cy: np.ndarray
@@ -69,6 +107,13 @@ class Blobs:
     phase: np.ndarray  # (n, K)
     thickness: np.ndarray
     kind: np.ndarray   # int8 index into KINDS (-1: tissue outline)
+    half_length: np.ndarray | None = None  # strips: half the centreline length (0: a blob)
+    angle: np.ndarray | None = None        # strips: direction of the centreline
+    bend: np.ndarray | None = None         # strips: curvature term of the centreline (1/µm)
+    across: np.ndarray | None = None       # strips: rows of cells across the band
+
+    def is_strip(self, i: int) -> bool:
+        return self.half_length is not None and bool(self.half_length[i] > 0)
 
     def __len__(self) -> int:
         return len(self.cx)
@@ -92,26 +137,48 @@ class Blobs:
         return np.asarray(self.r0[i]) * (1.0 + mod)
 
     def rmax(self) -> np.ndarray:
-        return self.r0 * (1.0 + np.abs(self.amp).sum(1))
+        r = self.r0 * (1.0 + np.abs(self.amp).sum(1))
+        if self.half_length is None:
+            return r
+        return r + self.half_length + np.abs(self.bend) * self.half_length**2
 
     def rmin(self) -> np.ndarray:
         return self.r0 * (1.0 - np.abs(self.amp).sum(1))
 
     def polar(self, i: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ρ - r_outer(θ), ρ - r_inner(θ)) of points relative to shape ``i``: inside the wall when
-        the first is < 0 and (for hollow shapes) the second is > 0."""
+        the first is < 0 and (for hollow shapes) the second is > 0. For a strip, both are the
+        distance from the centreline minus the local half-width."""
+        if self.is_strip(i):
+            d = self._strip_distance(i, x, y)
+            return d, d
         dx, dy = x - self.cx[i], y - self.cy[i]
         rho = np.hypot(dx, dy)
         inv = 1.0 / np.maximum(rho, 1e-12)
         r = self._radius_cs(i, np.where(rho > 0, dx * inv, 1.0), dy * inv)
         return rho - r, rho - (r - self.thickness[i])
 
+    def _strip_distance(self, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Signed distance-like value of points to strip ``i``'s band (< 0 inside), in µm."""
+        dx, dy = x - self.cx[i], y - self.cy[i]
+        ca, sa = np.cos(self.angle[i]), np.sin(self.angle[i])
+        length = self.half_length[i]
+        u = dx * ca + dy * sa
+        uc = np.clip(u, -length, length)
+        v = -dx * sa + dy * ca - self.bend[i] * uc * uc
+        k = np.arange(1, self.amp.shape[1] + 1)
+        half_width = self.r0[i] * (1.0 + np.sum(self.amp[i] * np.cos(k * np.pi * uc[..., None] / length
+                                                                     + self.phase[i]), axis=-1))
+        return np.hypot(u - uc, v) - half_width
+
     def area(self) -> np.ndarray:
         """Approximate wall area (µm²)."""
         outer = np.pi * self.r0**2 * (1.0 + 0.5 * (self.amp**2).sum(1))
         r_in = np.maximum(self.r0 - self.thickness, 0.0)
         inner = np.where(self.thickness > 0, np.pi * r_in**2 * (1.0 + 0.5 * (self.amp**2).sum(1)), 0.0)
-        return outer - inner
+        if self.half_length is None:
+            return outer - inner
+        return np.where(self.half_length > 0, 4 * self.half_length * self.r0 + np.pi * self.r0**2, outer - inner)
 
 
 @dataclass(frozen=True)
@@ -132,6 +199,8 @@ class Cells:
     nh: np.ndarray         # nucleus haematoxylin OD
     wobble_amp: np.ndarray    # (n, 2) cos 2θ, cos 3θ weights of the cell's distance: curved walls
     wobble_phase: np.ndarray  # (n, 2)
+    nucleus_wobble_amp: np.ndarray    # (n, 2) cos 2θ, cos 3θ terms of the nucleus outline (0: an ellipse)
+    nucleus_wobble_phase: np.ndarray  # (n, 2)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -174,58 +243,145 @@ def _blob(rng: np.random.Generator, r0: float, rough: float, n_harm: int = 4) ->
     return amp, rng.uniform(0, 2 * np.pi, n_harm)
 
 
-def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> Blobs:
+Field4 = tuple[float, float, float, float]  # f1, f2, φ1, φ2 of a smooth direction field
+
+
+def _draw_field(rng: np.random.Generator) -> Field4:
+    """A smooth direction field over the slide (wavelengths 120-250 µm): stroma fibres and cords follow it."""
+    f1, f2, p1, p2 = rng.uniform(1 / 250, 1 / 120, 2).tolist() + rng.uniform(0, 2 * np.pi, 2).tolist()
+    return f1, f2, p1, p2
+
+
+def _field_angle(field: Field4, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    f1, f2, p1, p2 = field
+    return np.pi * (0.6 * np.sin(x * f1 + p1) + 0.6 * np.cos(y * f2 + p2))
+
+
+def _size_range(p: LayoutParams, kind: str) -> tuple[float, Range]:
+    """(factor, range) of a shape's characteristic size: ``factor · U(range)`` is a blob's r0, or
+    half a strip's centreline, or half a single cell's diameter (µm)."""
+    halves = {"trabecular": p.trabecular_length_um, "single_file": p.single_file_length_um,
+              "discohesive": p.discohesive_cell_um}
+    if kind in halves:
+        return 0.5, halves[kind]
+    return 1.0, {"nest": p.nest_radius_um, "sheet": p.sheet_radius_um, "gland": p.gland_radius_um}[kind]
+
+
+def _nominal_area(p: LayoutParams, kind: str, size: float) -> float:
+    """Area (µm²) a shape of ``size`` is expected to cover, for the architecture shares."""
+    if kind == "trabecular":
+        return 2 * size * float(np.mean(p.trabecular_cells_across)) * float(np.mean(p.cell_spacing_um))
+    if kind == "single_file":
+        return 2 * size * float(np.mean(p.single_file_cell_um))
+    return np.pi * size**2 * (1.0 if kind != "gland" else 0.5)
+
+
+def _strip_discs(cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, length: np.ndarray, bend: float,
+                 half_width: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Discs covering strips (one row per candidate): centres along the centreline, one radius."""
+    n = int(np.ceil(2 * length.max() / half_width)) + 1
+    u = np.linspace(-1.0, 1.0, n)[None, :] * length[:, None]
+    v = bend * u * u
+    ca, sa = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    return cx[:, None] + u * ca - v * sa, cy[:, None] + u * sa + v * ca, 1.12 * half_width
+
+
+def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> tuple[Blobs, Field4 | None]:
     """Non-overlapping tumour shapes inside the tissue (random sequential placement, largest
     first, which packs far denser than random order); each kind gets its share of the tumour
-    area target, shapes that find no room shrink, then the gaps are filled with small nests."""
+    area target, shapes that find no room shrink, then the gaps are filled with small shapes of
+    the filler kind. Strips follow a smooth direction field (returned; None without strips).
+    Shapes are kept apart as sets of discs: one per blob, a row along each strip."""
     weights = {k: float(p.architecture.get(k, 0.0)) for k in KINDS}
-    unknown = set(p.architecture) - set(KINDS)
-    if unknown or sum(weights.values()) <= 0:
-        raise ValueError(f"architecture keys must be among {KINDS} with a positive sum, got {p.architecture}")
+    if sum(weights.values()) <= 0:
+        raise ValueError(f"architecture needs a positive share for one of {KINDS}, got {p.architecture}")
     tissue_area = float(tissue.area()[0])
     total = p.tumour_fraction * tissue_area
-    radius_range = {"nest": p.nest_radius_um, "sheet": p.sheet_radius_um, "gland": p.gland_radius_um}
-    wanted: list[tuple[float, str]] = []  # (r0, kind)
+    wanted: list[tuple[float, str]] = []  # (size, kind)
     for kind in KINDS:
         area, target = 0.0, total * weights[kind] / sum(weights.values())
+        factor, sizes = _size_range(p, kind)
         while area < target:
-            r0 = rng.uniform(*radius_range[kind])
-            wanted.append((r0, kind))
-            area += np.pi * r0**2 * (1.0 if kind != "gland" else 0.5)
+            size = factor * rng.uniform(*sizes)
+            wanted.append((size, kind))
+            area += _nominal_area(p, kind, size)
     wanted.sort(key=lambda t: -t[0])
-    lo_nest = p.nest_radius_um[0]
-    wanted += [(rng.uniform(0.8, 1.0) * lo_nest, "nest") for _ in range(400)]  # fillers
+    if p.filler:
+        factor, sizes = _size_range(p, p.filler)
+        wanted += [(rng.uniform(0.8, 1.0) * factor * sizes[0], p.filler) for _ in range(400)]
 
-    fields = ("cx", "cy", "r0", "amp", "phase", "thickness", "kind", "rout")
+    fields = ("cx", "cy", "r0", "amp", "phase", "thickness", "kind", "half_length", "angle", "bend", "across")
     placed: dict[str, list] = {f: [] for f in fields}
+    px, py, pr = np.zeros(0), np.zeros(0), np.zeros(0)  # discs of the placed shapes
     tcx, tcy = float(tissue.cx[0]), float(tissue.cy[0])
-    area = 0.0
-    for r_wanted, kind in wanted:
+    field: Field4 | None = None
+    area, misses = 0.0, 0
+    for size_wanted, kind in wanted:
         if area >= total:
             break
+        strip = kind in STRIP_KINDS
+        gap = p.kind_gap_um.get(kind, p.shape_gap_um)
         rough = rng.uniform(0.08, 0.22) if kind != "gland" else rng.uniform(0.05, 0.15)
-        # 60 candidate positions at once, in three rounds of shrinking radius; the first that fits wins
-        r0 = r_wanted * 0.85 ** (np.arange(60) // 20)
-        rout = r0 * (1 + rough)
+        # 60 candidate positions at once, in three rounds of shrinking size; the first that fits wins
+        size = size_wanted * 0.85 ** (np.arange(60) // 20)
+        if strip:
+            if field is None:
+                field = _draw_field(rng)
+            across = int(rng.integers(p.trabecular_cells_across[0], p.trabecular_cells_across[1] + 1)) \
+                if kind == "trabecular" else 1
+            spacing = rng.uniform(*(p.cell_spacing_um if kind == "trabecular" else p.single_file_cell_um))
+            half_width = 0.5 * across * spacing
+            bend = rng.uniform(-1, 1) * 2 * p.strip_bend / size_wanted
+            rout = size + abs(bend) * size**2 + half_width * (1 + rough)
+        else:
+            rout = size * (1 + rough)
         ang = rng.uniform(0, 2 * np.pi, 60)
-        room = tissue.radius(0, ang) * 0.95 - rout - 0.5 * p.shape_gap_um
+        room = tissue.radius(0, ang) * 0.95 - rout - 0.5 * gap
         dist = np.sqrt(rng.uniform(0, 1, 60)) * np.maximum(room, 0)
         cx, cy = tcx + dist * np.cos(ang), tcy + dist * np.sin(ang)
-        ok = room > 0
-        if placed["cx"]:
-            d = np.hypot(np.array(placed["cx"])[None] - cx[:, None], np.array(placed["cy"])[None] - cy[:, None])
-            ok &= np.all(d >= np.array(placed["rout"])[None] + rout[:, None] + p.shape_gap_um, axis=1)
+        if strip:
+            direction = _field_angle(field, cx, cy) + rng.normal(0, p.strip_alignment_sd, 60)
+        # placed discs within reach of a candidate's bounding circle (a blob is its bounding circle);
+        # a strip candidate with discs near it is tested disc by disc against those
+        near = np.hypot(px[None] - cx[:, None], py[None] - cy[:, None]) < pr[None] + rout[:, None] + gap
+        ok = (room > 0) & ~near.any(1)
+        if strip and near.any():
+            test = np.flatnonzero((room > 0) & near.any(1))
+            some = near[test].any(0)
+            dx, dy, dr = _strip_discs(cx[test], cy[test], direction[test], size[test], bend, half_width * (1 + rough))
+            d = np.hypot(px[some][None, None] - dx[..., None], py[some][None, None] - dy[..., None])
+            ok[test] = np.all(d >= pr[some][None, None] + dr + gap, axis=(1, 2))
         if not ok.any():
+            misses += 1
+            if p.placement_patience is not None and misses >= p.placement_patience:
+                break
             continue
+        misses = 0
         j = int(np.argmax(ok))
-        amp, phase = _blob(rng, r0[j], rough)
-        thickness = min(rng.uniform(*p.gland_cell_height_um), 0.6 * r0[j]) if kind == "gland" else 0.0
-        for f, v in zip(fields, (cx[j], cy[j], r0[j], amp, phase, thickness, KINDS.index(kind), rout[j])):
+        if strip:
+            amp, phase = _blob(rng, half_width, rough)
+            geometry = (cx[j], cy[j], half_width, amp, phase, 0.0, KINDS.index(kind), size[j], direction[j], bend,
+                        across)
+            area += 4 * size[j] * half_width + np.pi * half_width**2
+        else:
+            amp, phase = _blob(rng, size[j], rough)
+            thickness = min(rng.uniform(*p.gland_cell_height_um), 0.6 * size[j]) if kind == "gland" else 0.0
+            geometry = (cx[j], cy[j], size[j], amp, phase, thickness, KINDS.index(kind), 0.0, 0.0, 0.0, 0)
+            r0 = size[j]
+            area += np.pi * (r0**2 - (r0 - thickness) ** 2) if thickness else np.pi * r0**2
+        for f, v in zip(fields, geometry):
             placed[f].append(v)
-        area += np.pi * (r0[j] ** 2 - (r0[j] - thickness) ** 2) if thickness else np.pi * r0[j] ** 2
+        if strip:
+            dx, dy, dr = _strip_discs(cx[j:j + 1], cy[j:j + 1], direction[j:j + 1], size[j:j + 1], bend,
+                                      half_width * (1 + rough))
+            dx, dy, dr = dx[0], dy[0], np.full(dx.shape[1], dr)
+        else:
+            dx, dy, dr = cx[j:j + 1], cy[j:j + 1], rout[j:j + 1]
+        px, py, pr = np.concatenate([px, dx]), np.concatenate([py, dy]), np.concatenate([pr, dr])
     if not placed["cx"]:
         raise ValueError("no tumour shape fits in the tissue: make the slide larger or the shapes smaller")
-    return Blobs(*(np.array(placed[f], dtype=np.int8 if f == "kind" else np.float64) for f in fields[:-1]))
+    dtypes = {"kind": np.int8, "across": np.int16}
+    return Blobs(*(np.array(placed[f], dtype=dtypes.get(f, np.float64)) for f in fields)), field
 
 
 def _hex_seeds(rng: np.random.Generator, shapes: Blobs, i: int, spacing: float) -> np.ndarray:
@@ -246,10 +402,54 @@ def _hex_seeds(rng: np.random.Generator, shapes: Blobs, i: int, spacing: float) 
     return np.stack([x[keep], y[keep]], 1)
 
 
+CellDraw = tuple[np.ndarray, ...]  # x, y, rmax, apical, nucleus major, minor, angle, offset (n, 2)
+
+
+def _strip_cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: int) -> CellDraw:
+    """Cells of a cord or single file: ``across`` rows of seeds along the bent centreline, brick-
+    offset, from end to end (so the round ends are covered); a file's nuclei lie along it."""
+    length, half_width, rows = float(shapes.half_length[i]), float(shapes.r0[i]), int(shapes.across[i])
+    spacing = 2 * half_width / rows
+    step = spacing * rng.uniform(0.9, 1.15)
+    along = np.linspace(-length, length, max(2, int(round(2 * length / step)) + 1))
+    u = np.concatenate([along + (r % 2) * step / 2 for r in range(rows)])
+    v = np.repeat((np.arange(rows) - (rows - 1) / 2) * spacing, len(along))
+    n = len(u)
+    u = u + rng.uniform(-0.12, 0.12, n) * step
+    v = v + rng.uniform(-0.08, 0.08, n) * spacing + shapes.bend[i] * u * u
+    ca, sa = np.cos(shapes.angle[i]), np.sin(shapes.angle[i])
+    x, y = shapes.cx[i] + u * ca - v * sa, shapes.cy[i] + u * sa + v * ca
+    keep = shapes.polar(i, x, y)[0] < -0.25 * spacing
+    x, y, u = x[keep], y[keep], u[keep]
+    n = len(x)
+    major = rng.uniform(*p.nucleus_major_um, n)
+    minor = np.minimum(rng.uniform(*p.nucleus_minor_um, n), 0.8 * spacing)
+    tangent = shapes.angle[i] + np.arctan(2 * shapes.bend[i] * u)
+    angle = tangent + rng.normal(0, 0.2, n) if rows == 1 else rng.uniform(0, np.pi, n)
+    t = rng.uniform(0, 2 * np.pi, n)
+    off = np.stack([np.cos(t), np.sin(t)], 1) * rng.uniform(0, 0.8, (n, 1))
+    return x, y, np.full(n, 1.5 * max(step, spacing)), np.full(n, np.nan), major, minor, angle, off
+
+
+def _single_cell(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: int) -> CellDraw:
+    """A discohesive tumour cell: its shape is the cell; the nucleus sits off-centre and fits in it."""
+    r = float(shapes.r0[i])
+    major = min(rng.uniform(*p.nucleus_major_um), 1.6 * r)
+    minor = min(rng.uniform(*p.nucleus_minor_um), 1.3 * r, major)
+    t = rng.uniform(0, 2 * np.pi)
+    off = np.array([[np.cos(t), np.sin(t)]]) * rng.uniform(0, 0.3) * r
+    one = np.ones(1)
+    return (shapes.cx[i] * one, shapes.cy[i] * one, 1.05 * shapes.rmax()[i] * one, np.full(1, np.nan),
+            major * one, minor * one, rng.uniform(0, np.pi) * one, off)
+
+
 def _cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs) -> Cells:
     xs, ys, sid, rmax, apical, major, minor, nang, noff = [], [], [], [], [], [], [], [], []
     for i in range(len(shapes)):
-        if shapes.kind[i] == KINDS.index("gland"):
+        if shapes.is_strip(i) or shapes.kind[i] == KINDS.index("discohesive"):
+            x, y, rm, ap, mj, mn, ang, off = (_strip_cells if shapes.is_strip(i) else _single_cell)(rng, p, shapes, i)
+            n = len(x)
+        elif shapes.kind[i] == KINDS.index("gland"):
             t = float(shapes.thickness[i])
             width = rng.uniform(*p.gland_cell_width_um)
             r_mid = float(shapes.r0[i]) - t / 2
@@ -284,10 +484,16 @@ def _cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs) -> Cells:
     x, y, s = cat(xs), cat(ys), cat(sid)
     off = cat(noff)
     n = len(x)
+    nh = rng.uniform(*p.nucleus_h_od, n)
+    wobble_amp, wobble_phase = rng.uniform(0.0, p.cell_wobble, (n, 2)), rng.uniform(0, 2 * np.pi, (n, 2))
+    if p.nucleus_irregularity > 0:  # drawn only when asked: layouts without it keep their random stream
+        nuc_amp, nuc_phase = rng.uniform(0.0, p.nucleus_irregularity, (n, 2)), rng.uniform(0, 2 * np.pi, (n, 2))
+    else:
+        nuc_amp, nuc_phase = np.zeros((n, 2)), np.zeros((n, 2))
     return Cells(x=x, y=y, shape=s, kind=shapes.kind[s], rmax=cat(rmax), apical=cat(apical),
                  nx=x + off[:, 0], ny=y + off[:, 1], na=cat(major) / 2, nb=np.minimum(cat(minor), cat(major)) / 2,
-                 nangle=cat(nang), nh=rng.uniform(*p.nucleus_h_od, n),
-                 wobble_amp=rng.uniform(0.0, p.cell_wobble, (n, 2)), wobble_phase=rng.uniform(0, 2 * np.pi, (n, 2)))
+                 nangle=cat(nang), nh=nh, wobble_amp=wobble_amp, wobble_phase=wobble_phase,
+                 nucleus_wobble_amp=nuc_amp, nucleus_wobble_phase=nuc_phase)
 
 
 def _outside_shapes(shapes: Blobs, x: np.ndarray, y: np.ndarray, buffer: float) -> np.ndarray:
@@ -301,10 +507,23 @@ def _outside_shapes(shapes: Blobs, x: np.ndarray, y: np.ndarray, buffer: float) 
     return free
 
 
+def _thin(x: np.ndarray, y: np.ndarray, spacing: float) -> np.ndarray:
+    """Mask keeping points in order, dropping each one closer than ``spacing`` to a kept one."""
+    from scipy.spatial import cKDTree
+
+    keep = np.ones(len(x), bool)
+    pairs = cKDTree(np.stack([x, y], 1)).query_pairs(spacing, output_type="ndarray")
+    for i, j in pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]:
+        if keep[i]:
+            keep[j] = False
+    return keep
+
+
 def _stroma_nuclei(rng: np.random.Generator, p: LayoutParams, tissue: Blobs, shapes: Blobs,
-                   width: float, height: float) -> Nuclei:
-    """Spindle stromal nuclei following a smooth fibre direction field, and lymphocytes, some in
-    small aggregates; all outside tumour shapes."""
+                   width: float, height: float, field: Field4 | None = None) -> Nuclei:
+    """Spindle stromal nuclei following a smooth fibre direction field (the strips' field when
+    there are strips, so cords and fibres run together), and lymphocytes, some in aggregates; all
+    outside tumour shapes."""
     R = float(tissue.rmax()[0])
     x0, x1 = max(0.0, tissue.cx[0] - R), min(width, tissue.cx[0] + R)
     y0, y1 = max(0.0, tissue.cy[0] - R), min(height, tissue.cy[0] + R)
@@ -319,24 +538,26 @@ def _stroma_nuclei(rng: np.random.Generator, p: LayoutParams, tissue: Blobs, sha
         return x[keep], y[keep]
 
     sx, sy = in_tissue(p.stroma_nuclei_per_mm2)
-    f1, f2, p1, p2 = rng.uniform(1 / 250, 1 / 120, 2).tolist() + rng.uniform(0, 2 * np.pi, 2).tolist()
-    s_ang = np.pi * (0.6 * np.sin(sx * f1 + p1) + 0.6 * np.cos(sy * f2 + p2)) + rng.normal(0, 0.2, len(sx))
+    s_ang = _field_angle(field or _draw_field(rng), sx, sy) + rng.normal(0, 0.2, len(sx))
     s_a = rng.uniform(*p.stroma_nucleus_major_um, len(sx)) / 2
     s_b = rng.uniform(*p.stroma_nucleus_minor_um, len(sx)) / 2
 
     lx, ly = in_tissue(p.lymphocytes_per_mm2)
-    # a third of them gathered into 1-3 aggregates around stromal points
+    # a share of them (default a third) gathered into aggregates around stromal points
     if len(lx) > 10 and len(sx) > 0:
-        k = int(rng.integers(1, 4))
+        k = int(rng.integers(p.lymphocyte_aggregates[0], p.lymphocyte_aggregates[1] + 1))
         centre = rng.choice(len(sx), k)
-        m = len(lx) // 3
+        m = int(len(lx) * p.lymphocyte_aggregate_share + 1e-9)  # + 1e-9: n // 3 exactly for the default 1/3
         which = rng.integers(0, k, m)
-        lx2 = sx[centre][which] + rng.normal(0, 25.0, m)
-        ly2 = sy[centre][which] + rng.normal(0, 25.0, m)
+        lx2 = sx[centre][which] + rng.normal(0, p.lymphocyte_aggregate_sd_um, m)
+        ly2 = sy[centre][which] + rng.normal(0, p.lymphocyte_aggregate_sd_um, m)
         outer, _ = tissue.polar(0, lx2, ly2)
         ok = (outer < -4.0) & _outside_shapes(shapes, lx2, ly2, 2.0)
         lx = np.concatenate([lx[m:], lx2[ok]])
         ly = np.concatenate([ly[m:], ly2[ok]])
+    if p.lymphocyte_spacing_um > 0 and len(lx) > 1:
+        keep = _thin(lx, ly, p.lymphocyte_spacing_um)
+        lx, ly = lx[keep], ly[keep]
     l_a = rng.uniform(*p.lymphocyte_diameter_um, len(lx)) / 2
     l_b = l_a * rng.uniform(0.85, 1.0, len(lx))
     cat = np.concatenate
@@ -371,9 +592,9 @@ def make_layout(width_um: float, height_um: float, seed: int | np.random.SeedSeq
         # shapes may run off the field: place them in a disc covering it
         place = Blobs(tissue.cx, tissue.cy, np.array([np.hypot(width_um, height_um) / 2 + 60.0]),
                       tissue.amp, tissue.phase, tissue.thickness, tissue.kind)
-        shapes = _place_shapes(rng, p, place)
+        shapes, field = _place_shapes(rng, p, place)
     else:
-        shapes = _place_shapes(rng, p, tissue)
+        shapes, field = _place_shapes(rng, p, tissue)
     cells = _cells(rng, p, shapes)
-    nuclei = _stroma_nuclei(rng, p, tissue, shapes, width_um, height_um)
+    nuclei = _stroma_nuclei(rng, p, tissue, shapes, width_um, height_um, field)
     return Layout(float(width_um), float(height_um), tissue, shapes, cells, nuclei, p)

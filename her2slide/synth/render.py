@@ -55,6 +55,11 @@ class Look(BaseModel):
     tissue_dab_od: float = 0.03         # non-specific DAB background in tissue
     chromatin: float = 0.22             # relative sd of the nuclear chromatin texture
     jpeg_quality: int = 90
+    # style knobs of the training families (defaults: the calibrated look above, unchanged)
+    counterstain: float = 1.0           # multiplies all haematoxylin: pale to heavy counterstain
+    nucleus_centre: float = 0.88        # nucleus OD at its centre and the rise at its rim, relative to
+    nucleus_rim: float = 0.3            # the nucleus OD: low centre + high rim = vesicular chromatin
+    fibre_um: float = 0.7               # grain of the fibrous stroma texture
 
     def stain_model(self) -> StainModel:
         d = StainModel.default()
@@ -124,6 +129,7 @@ class Region:
     boundary: np.ndarray   # bool, membrane band of every tumour cell, stained or not
     nucleus: np.ndarray    # bool, any nucleus (tumour, stroma, lymphocyte)
     tumour: np.ndarray     # bool, tumour epithelium (pixels of tumour cells)
+    nuclei: np.ndarray | None = None  # int32 nucleus instances (asked for): tumour = cell label, 0 = none
 
 
 # ---------------------------------------------------------------- geometry (pointwise)
@@ -318,13 +324,12 @@ def _radius(sigma_px: float) -> int:
 
 
 _CHROMATIN_UM = 0.35  # grain of the nuclear texture
-_FIBRE_UM = 0.7       # grain of the stroma texture (computed on the coarse grid)
 
 
 def required_margin(look: Look, mpp: float) -> int:
     """Margin (px) a block needs so that its interior does not depend on the block size."""
     band = int(np.ceil((look.membrane_width_um / 2 + look.membrane_edge_um) / mpp)) + 2
-    fibre = _STEP * (_radius(_FIBRE_UM / mpp / _STEP) + 2)
+    fibre = _STEP * (_radius(look.fibre_um / mpp / _STEP) + 2)
     return max(_radius(_CHROMATIN_UM / mpp), band, fibre) + _radius(look.blur_um / mpp) + 4
 
 
@@ -379,10 +384,27 @@ def _membrane(scene: Scene, lab: np.ndarray, y0: int, x0: int) -> tuple[np.ndarr
     return mem, band_mask
 
 
-def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int) -> tuple[np.ndarray, np.ndarray]:
-    """Alpha (0-1) and haematoxylin OD of all nuclei: soft-edged ellipses with a darker rim; tumour
-    nuclei are clipped to their own cell, stromal nuclei and lymphocytes to stroma."""
-    L, mpp = scene.layout, scene.mpp
+def _outline_factor(un: np.ndarray, vn: np.ndarray, rho: np.ndarray, amp: np.ndarray,
+                    phase: np.ndarray) -> np.ndarray:
+    """``1 + a2 cos(2φ + φ2) + a3 cos(3φ + φ3)`` at the angle φ of the normalised offsets (un, vn)
+    of a nucleus' pixels (cos kφ by the double-angle identities: no trigonometry per pixel)."""
+    inv = 1.0 / np.maximum(rho, 1e-9)
+    c, s = un * inv, vn * inv
+    c2, s2 = c * c - s * s, 2 * c * s
+    c3, s3 = c * c2 - s * s2, s * c2 + c * s2
+    a2, a3 = amp[:, 0, None, None], amp[:, 1, None, None]
+    p2, p3 = phase[:, 0, None, None], phase[:, 1, None, None]
+    return 1.0 + a2 * (c2 * np.cos(p2) - s2 * np.sin(p2)) + a3 * (c3 * np.cos(p3) - s3 * np.sin(p3))
+
+
+def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int,
+            with_ids: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Alpha (0-1) and haematoxylin OD of all nuclei: soft-edged ellipses (irregular where the
+    layout says so) with a darker rim; tumour nuclei are clipped to their own cell, stromal nuclei
+    and lymphocytes to stroma. With ``with_ids``, also each pixel's nucleus instance (the nucleus
+    of highest alpha, where alpha ≥ 0.5): tumour cell ``i``'s nucleus is ``i + 1`` (its cell
+    label), the ``j``-th other nucleus ``len(cells) + j + 1``."""
+    L, mpp, look = scene.layout, scene.mpp, scene.look
     h, w = lab.shape
     c, o = L.cells, L.nuclei
     x = np.concatenate([c.nx, o.x]) / mpp
@@ -392,14 +414,20 @@ def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int)
     ang = np.concatenate([c.nangle, o.angle])
     hod = np.concatenate([c.nh, o.h])
     owner = np.concatenate([np.arange(1, len(c) + 1), np.zeros(len(o), int)])  # label required
+    wob_amp = np.concatenate([c.nucleus_wobble_amp, np.zeros((len(o), 2))])
+    wob_phase = np.concatenate([c.nucleus_wobble_phase, np.zeros((len(o), 2))])
+    irregular = wob_amp.any(1)
     alpha = np.zeros(h * w, np.float32)
     hmap = np.zeros(h * w, np.float32)
-    near = np.flatnonzero((x + a + 2 >= x0) & (x - a - 2 < x0 + w) & (y + a + 2 >= y0) & (y - a - 2 < y0 + h))
+    key = np.full(h * w, _NO_KEY, np.int64) if with_ids else None
+    reach = a * (1.0 + wob_amp.sum(1))  # irregular outlines reach further (equal to a for ellipses)
+    near = np.flatnonzero((x + reach + 2 >= x0) & (x - reach - 2 < x0 + w) & (y + reach + 2 >= y0)
+                          & (y - reach - 2 < y0 + h))
     if len(near) == 0:
-        return alpha.reshape(h, w), hmap.reshape(h, w)
+        return alpha.reshape(h, w), hmap.reshape(h, w), (np.zeros((h, w), np.int32) if with_ids else None)
     flat_lab, flat_stroma = lab.ravel(), stroma.ravel()
     edge_px = 0.5 / mpp
-    radius = (np.ceil((a[near] + 2) / 8) * 8).astype(int)
+    radius = (np.ceil((reach[near] + 2) / 8) * 8).astype(int)
     for r in np.unique(radius):
         group = near[radius == r]
         off = np.arange(-r, r + 1)
@@ -410,9 +438,12 @@ def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int)
             dy, dx = rows - y[g][:, None, None], cols - x[g][:, None, None]
             cs, sn = np.cos(ang[g])[:, None, None], np.sin(ang[g])[:, None, None]
             u, v = dx * cs + dy * sn, -dx * sn + dy * cs
-            rho = np.sqrt((u / a[g][:, None, None]) ** 2 + (v / b[g][:, None, None]) ** 2)
+            un, vn = u / a[g][:, None, None], v / b[g][:, None, None]
+            rho = np.sqrt(un ** 2 + vn ** 2)
+            if irregular[g].any():
+                rho = rho / _outline_factor(un, vn, rho, wob_amp[g], wob_phase[g])
             al = np.clip(0.5 + (1.0 - rho) * b[g][:, None, None] / edge_px, 0.0, 1.0)
-            val = hod[g][:, None, None] * (0.88 + 0.3 * _smooth_step((rho - 0.55) / 0.45))
+            val = hod[g][:, None, None] * (look.nucleus_centre + look.nucleus_rim * _smooth_step((rho - 0.55) / 0.45))
             rr, cc = rows - y0, cols - x0
             ok = (al > 0) & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
             flat = np.broadcast_to(rr * w + cc, al.shape)[ok]
@@ -420,20 +451,30 @@ def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int)
             keep = np.where(own > 0, flat_lab[flat] == own, flat_stroma[flat])
             np.maximum.at(alpha, flat[keep], al[ok][keep].astype(np.float32))
             np.maximum.at(hmap, flat[keep], np.broadcast_to(val, al.shape)[ok][keep].astype(np.float32))
-    return alpha.reshape(h, w), hmap.reshape(h, w)
+            if key is not None:  # z-buffer: highest alpha wins, ties to the lower index
+                index = np.broadcast_to(g[:, None, None], al.shape)[ok][keep]
+                quantised = ((1.0 - al[ok][keep]) * 65535).astype(np.int64)
+                np.minimum.at(key, flat[keep], (quantised << 32) | index)
+    ids = None
+    if key is not None:
+        ids = np.where((key != _NO_KEY) & (alpha >= 0.5), (key & 0xFFFFFFFF) + 1, 0).astype(np.int32).reshape(h, w)
+    return alpha.reshape(h, w), hmap.reshape(h, w), ids
 
 
-def _glass(scene: Scene, y0: int, x0: int, h: int, w: int) -> Region:
+def _glass(scene: Scene, y0: int, x0: int, h: int, w: int, with_ids: bool) -> Region:
     base = compose_rgb(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), scene.look.stain_model())
     noise = _noise(scene.seed, 3, y0, x0, h, w, channels=3)
     rgb = base.astype(np.float32) + np.asarray(scene.look.noise_sd, np.float32) * noise
     z = np.zeros((h, w), bool)
     return Region(rgb=np.clip(np.rint(rgb), 0, 255).astype(np.uint8), cells=np.zeros((h, w), np.int32),
-                  membrane=np.zeros((h, w), np.float32), boundary=z, nucleus=z.copy(), tumour=z.copy())
+                  membrane=np.zeros((h, w), np.float32), boundary=z, nucleus=z.copy(), tumour=z.copy(),
+                  nuclei=np.zeros((h, w), np.int32) if with_ids else None)
 
 
-def render_region(scene: Scene, y0: int, x0: int, h: int, w: int, *, margin: int | None = None) -> Region:
-    """Render the level-0 rectangle (y0, x0, h, w) with its masks.
+def render_region(scene: Scene, y0: int, x0: int, h: int, w: int, *, margin: int | None = None,
+                  nuclei: bool = False) -> Region:
+    """Render the level-0 rectangle (y0, x0, h, w) with its masks (``nuclei``: also the nucleus
+    instance labels, which cost one more z-buffer pass over the nuclei).
 
     The rectangle is rendered with ``margin`` extra pixels on each side (default: the smallest
     that makes the result independent of the block size) and cropped.
@@ -446,14 +487,14 @@ def render_region(scene: Scene, y0: int, x0: int, h: int, w: int, *, margin: int
     Y0, X0, H, W = y0 - m, x0 - m, h + 2 * m, w + 2 * m
     g = region_geometry(scene.layout, mpp, Y0, X0, H, W)
     if not g.tissue.any():  # glass only: white point and sensor noise
-        return _glass(scene, y0, x0, h, w)
+        return _glass(scene, y0, x0, h, w, nuclei)
     lab = g.labels
     tumour = lab > 0
     stroma = g.tissue & (g.shape_map < 0) & ~g.lumen
     mem, band = _membrane(scene, lab, Y0, X0)
-    alpha, hnuc = _nuclei(scene, lab, stroma, Y0, X0)
+    alpha, hnuc, ids = _nuclei(scene, lab, stroma, Y0, X0, with_ids=nuclei)
 
-    fibre = _coarse_texture(scene.seed, 1, Y0, X0, H, W, _FIBRE_UM / mpp)
+    fibre = _coarse_texture(scene.seed, 1, Y0, X0, H, W, look.fibre_um / mpp)  # on the coarse grid
     haem = np.where(g.tissue, np.float32(look.stroma_h_od) + np.float32(look.stroma_texture) * np.abs(fibre), 0)
     haem = haem.astype(np.float32)
     haem[g.lumen & g.tissue] = look.lumen_h_od
@@ -461,6 +502,8 @@ def render_region(scene: Scene, y0: int, x0: int, h: int, w: int, *, margin: int
     chrom = _texture(scene.seed, 2, Y0, X0, H, W, _CHROMATIN_UM / mpp)
     haem = haem * (1 - alpha) + alpha * hnuc * (1 + np.float32(look.chromatin) * chrom)
     np.maximum(haem, 0, out=haem)
+    if look.counterstain != 1.0:
+        haem *= np.float32(look.counterstain)
 
     haze = np.concatenate([[0.0], scene.membranes.haze]).astype(np.float32)[lab]
     # granular DAB: the same fine zero-mean texture as chromatin (they never share a pixel's meaning)
@@ -482,4 +525,5 @@ def render_region(scene: Scene, y0: int, x0: int, h: int, w: int, *, margin: int
         rgb[r:r + 256] = np.clip(np.rint(part), 0, 255).astype(np.uint8)
     inner = (slice(m, m + h), slice(m, m + w))
     return Region(rgb=rgb, cells=lab[inner].copy(), membrane=mem[inner].copy(), boundary=band[inner].copy(),
-                  nucleus=alpha[inner] >= 0.5, tumour=tumour[inner].copy())
+                  nucleus=alpha[inner] >= 0.5, tumour=tumour[inner].copy(),
+                  nuclei=None if ids is None else ids[inner].copy())

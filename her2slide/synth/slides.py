@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .layout import KINDS, LayoutParams, make_layout
 from .artefacts import Artefact, artefact_polygon_um, with_artefacts
+from .families import family_named
 from .render import Look, Membranes, Scene, cell_geometry, render_region
 from .svs import write_svs
 
@@ -102,6 +103,7 @@ class SlideSpec(BaseModel):
     membrane: MembraneDesign = Field(default_factory=MembraneDesign)
     look: Look = Field(default_factory=Look)
     artefacts: list[Artefact] = Field(default_factory=list)  # blur / fold / ink painted over the render (QC tests)
+    family: str | None = None  # style family the layout and look were drawn from (a label; see families.py)
 
     @model_validator(mode="after")
     def _check(self) -> "SlideSpec":
@@ -114,6 +116,8 @@ class SlideSpec(BaseModel):
                 raise ValueError(f"mixture keys must be among {sorted(PHENOTYPES)} with a positive sum")
         if min(self.size_um) < 20:
             raise ValueError("size_um must be at least 20 µm each way")
+        if self.family is not None:
+            family_named(self.family)
         return self
 
     @property
@@ -397,10 +401,17 @@ def make_synthetic_slide(spec: SlideSpec, out_dir: str | os.PathLike, *, block: 
 # ---------------------------------------------------------------- suites
 
 
-def suite_specs(n: int = 40, seed: int = 0) -> list[SlideSpec]:
+def suite_specs(n: int = 40, seed: int = 0, family: str | None = None) -> list[SlideSpec]:
     """An evaluation suite: homogeneous 0/1+/2+/3+, focal at several cluster shares and cluster
     counts, mosaic at several fractions, each slide 0.8–1.2 mm square. The first ``n`` of a fixed
-    cycle, so every score appears once ``n >= 4`` and every pattern once ``n >= 6``."""
+    cycle, so every score appears once ``n >= 4`` and every pattern once ``n >= 6`` (n = 10: four
+    homogeneous, three focal, three mosaic).
+
+    Without ``family`` the slides have the calibrated look and a random nest/sheet/gland mix (the
+    40-slide suite every evaluation uses). With one, the same cycle of class maps and sizes in that
+    style family's tissue and look (drawn per slide), named ``<family>NNN``: a held-out-family suite.
+    """
+    style = None if family is None else family_named(family)
     rng = np.random.default_rng(seed)
     cycle: list[dict[str, Any]] = []
     focal = [(0.05, 1, "0"), (0.2, 1, "1+"), (0.4, 2, "0"), (0.05, 2, "1+"), (0.2, 3, "0"), (0.12, 1, "1+"),
@@ -419,10 +430,15 @@ def suite_specs(n: int = 40, seed: int = 0) -> list[SlideSpec]:
     for i, kw in enumerate(cycle[:n]):
         side = float(np.round(rng.uniform(800, 1200), -1))
         arch = rng.dirichlet([3, 2, 2])
-        specs.append(SlideSpec(name=f"suite{i:03d}", size_um=(side, float(np.round(side * rng.uniform(0.9, 1.1), -1))),
-                               seed=seed * 1000 + i,
-                               layout=LayoutParams(architecture=dict(zip(KINDS, np.round(arch, 2).tolist()))),
-                               **kw))
+        size = (side, float(np.round(side * rng.uniform(0.9, 1.1), -1)))
+        if style is None:
+            specs.append(SlideSpec(name=f"suite{i:03d}", size_um=size, seed=seed * 1000 + i,
+                                   layout=LayoutParams(architecture=dict(zip(KINDS[:3], np.round(arch, 2).tolist()))),
+                                   **kw))
+            continue
+        layout, look = style.draw(np.random.default_rng([seed, i, style.code]))
+        specs.append(SlideSpec(name=f"{family}{i:03d}", size_um=size, seed=style.code * 10**6 + seed * 1000 + i,
+                               layout=layout, look=look, family=family, **kw))
     return specs
 
 
@@ -434,11 +450,11 @@ def _make_one(args: tuple[SlideSpec, str]) -> SyntheticSlide:
     return make_synthetic_slide(args[0], args[1])
 
 
-def make_suite(out_dir: str | os.PathLike, n: int = 40, seed: int = 0, *, workers: int | None = None,
-               verbose: bool = True) -> list[SyntheticSlide]:
-    """Generate :func:`suite_specs` into ``out_dir`` (``workers`` processes, default ≤ 2) with an
-    ``index.json`` listing every slide and its truth."""
-    specs = suite_specs(n, seed)
+def make_suite(out_dir: str | os.PathLike, n: int = 40, seed: int = 0, *, family: str | None = None,
+               workers: int | None = None, verbose: bool = True) -> list[SyntheticSlide]:
+    """Generate :func:`suite_specs` (of ``family``, if given) into ``out_dir`` (``workers``
+    processes, default ≤ 2) with an ``index.json`` listing every slide and its truth."""
+    specs = suite_specs(n, seed, family)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or min(2, os.cpu_count() or 1)
@@ -462,7 +478,7 @@ def make_suite(out_dir: str | os.PathLike, n: int = 40, seed: int = 0, *, worker
     index = [{"name": r.name, "svs": r.svs.name, "truth": r.truth_json.name, "score": r.score, "status": r.status,
               "category": r.category, "cells": r.n_cells, "pattern": s.pattern, "fraction": s.fraction}
              for r, s in zip(results, specs)]
-    (out / "index.json").write_text(json.dumps({"seed": seed, "slides": index}, indent=2))
+    (out / "index.json").write_text(json.dumps({"seed": seed, "family": family, "slides": index}, indent=2))
     if verbose:
         print(f"{n} slides in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
     return results
