@@ -175,7 +175,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         description="HELD OUT: anastomosing trabecular cords 1-3 cells wide between thin stroma septa, medium round "
                     "nuclei, pale counterstain, a magenta-tinted scanner with tilted stain vectors and heavy JPEG",
         architecture={"trabecular": 5.0, "nest": 1.0}, filler="trabecular", tumour_fraction=(0.45, 0.65),
-        kind_gap_um={"trabecular": (4.0, 8.0)}, layout=_TILE_SHAPES,
+        layout={**_TILE_SHAPES, "trabecular_radius_um": (45.0, 100.0), "trabecular_gap_um": (3.0, 7.0)},
         cell_spacing_um=(11.0, 15.0), nucleus_major_um=(7.0, 10.0), nucleus_aspect=(0.65, 0.85),
         nucleus_irregularity=(0.05, 0.15), nucleus_h_od=(0.15, 0.24), nucleus_centre=(0.8, 0.9),
         nucleus_rim=(0.3, 0.4), chromatin=(0.15, 0.3), cytoplasm_h_od=(0.03, 0.07),
