@@ -173,12 +173,13 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family(
         name="trabecular", code=5, held_out=True,
         description="HELD OUT: anastomosing trabecular cords 1-3 cells wide between thin stroma septa, medium round "
-                    "nuclei, pale counterstain, a magenta-tinted scanner with tilted stain vectors and heavy JPEG",
+                    "nuclei, cytoplasm barely visible, pale counterstain, a magenta-tinted scanner with tilted stain "
+                    "vectors and heavy JPEG",
         architecture={"trabecular": 5.0, "nest": 1.0}, filler="trabecular", tumour_fraction=(0.45, 0.65),
         layout={**_TILE_SHAPES, "trabecular_radius_um": (45.0, 100.0), "trabecular_gap_um": (3.0, 7.0)},
         cell_spacing_um=(11.0, 15.0), nucleus_major_um=(7.0, 10.0), nucleus_aspect=(0.65, 0.85),
         nucleus_irregularity=(0.05, 0.15), nucleus_h_od=(0.15, 0.24), nucleus_centre=(0.8, 0.9),
-        nucleus_rim=(0.3, 0.4), chromatin=(0.15, 0.3), cytoplasm_h_od=(0.03, 0.07),
+        nucleus_rim=(0.3, 0.4), chromatin=(0.15, 0.3), cytoplasm_h_od=(0.0, 0.03),
         stroma_nuclei_per_mm2=(800, 1500), lymphocytes_per_mm2=(200, 600), stroma_h_od=(0.03, 0.05),
         stroma_texture=(0.02, 0.03), fibre_um=(0.7, 1.0), tissue_dab_od=(0.02, 0.04), counterstain=(0.45, 0.7),
         white_shift=(5.0, -8.0, 4.0), white_sd=2.0, stain_tilt_deg=(6.0, 10.0), blur_um=(0.4, 0.6),
