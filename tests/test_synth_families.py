@@ -79,6 +79,21 @@ def test_family_draws_stay_in_its_ranges(name):
         assert f.tumour_fraction[0] <= layout.tumour_fraction <= f.tumour_fraction[1]
 
 
+def test_held_out_stain_tilts_away_from_eosin():
+    """Its stain vectors leave the H-DAB plane further than any training family's, on the side real
+    IHC stains do, so the pipeline's H&E check does not refuse its slides."""
+    normal = StainModel.default().matrix[2]  # the residual direction her2slide.slide.checks reads
+    limit = np.sin(np.radians(5.0)) + 1e-9
+    for name, f in FAMILIES.items():
+        for i in range(10):
+            look = f.draw(np.random.default_rng(i))[1]
+            off = np.array([np.asarray(look.haematoxylin) @ normal, np.asarray(look.dab) @ normal])
+            if name == HELD_OUT:
+                assert np.all(off > np.sin(np.radians(4.0)))
+            else:
+                assert np.all(np.abs(off) <= limit)
+
+
 # ---------------------------------------------------------------- architectures
 
 
@@ -246,8 +261,15 @@ def test_held_out_suite_covers_scores_and_patterns():
 def test_held_out_slide_is_written_with_truth(tmp_path):
     import json
 
-    spec = suite_specs(6, 0, family=HELD_OUT)[5].model_copy(update={"size_um": (320.0, 300.0)})
+    from her2slide.slide.checks import residual_share
+    from her2slide.slide.reader import open_slide
+    from her2slide.slide.tissue import detect_tissue
+
+    spec = suite_specs(7, 0, family=HELD_OUT)[6].model_copy(update={"size_um": (320.0, 300.0)})  # a 3+ slide
     slide = make_synthetic_slide(spec, tmp_path, block=1024)
+    reader = open_slide(slide.svs)
+    thumb, mpp = reader.thumbnail(2.0)
+    assert residual_share(thumb, detect_tissue(thumb, mpp, level0_mpp=reader.mpp).mask) > 0.02  # IHC, not H&E
     truth = json.loads(slide.truth_json.read_text())
     assert truth["spec"]["family"] == HELD_OUT and truth["score"] == slide.score
     assert truth["counts"]["tumour_shapes"]["trabecular"] >= 1
