@@ -334,8 +334,8 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
     """Non-overlapping tumour shapes inside the tissue (random sequential placement, largest
     first, which packs far denser than random order); each kind gets its share of the tumour
     area target, shapes that find no room shrink, then the gaps are filled with small shapes of
-    the filler kind. Strips follow a smooth direction field (returned; None without strips).
-    Shapes are kept apart as sets of discs: one per blob, a row along each strip."""
+    the filler kind. Strips and trabecular cords follow a smooth direction field (returned; None
+    without them). Shapes are kept apart as sets of discs: one per blob, a row along each strip."""
     weights = {k: float(p.architecture.get(k, 0.0)) for k in KINDS}
     if sum(weights.values()) <= 0:
         raise ValueError(f"architecture needs a positive share for one of {KINDS}, got {p.architecture}")
@@ -386,8 +386,8 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         # a strip candidate with discs near it is tested disc by disc against those
         near = np.hypot(px[None] - cx[:, None], py[None] - cy[:, None]) < pr[None] + rout[:, None] + gap
         ok = (room > 0) & ~near.any(1)
-        if strip and near.any():
-            test = np.flatnonzero((room > 0) & near.any(1))
+        test = np.flatnonzero((room > 0) & near.any(1))
+        if strip and test.size:
             some = near[test].any(0)
             dx, dy, dr = _strip_discs(cx[test], cy[test], direction[test], size[test], bend, half_width * (1 + rough))
             d = np.hypot(px[some][None, None] - dx[..., None], py[some][None, None] - dy[..., None])
