@@ -6,9 +6,10 @@ tumour cell within 4 µm, one to one), completeness mean absolute error and per-
 accuracy over matched cells, and whether the slide score equals the true score.
 
     python3 scripts/evaluate_synthetic.py --suite-dir runs/suite --out runs/eval [--n 40] [--json runs/eval.json] \
-        [--segmenter cnn|classical] [--model WEIGHTS]
+        [--segmenter cnn|classical] [--model WEIGHTS] [--family trabecular]
 
-The suite is generated into --suite-dir when it is not there yet.
+The suite is generated into --suite-dir when it is not there yet (--family: that style family's
+suite, e.g. the held-out one, ``--n 10``; see docs/synthetic.md).
 """
 
 from __future__ import annotations
@@ -111,13 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--segmenter", choices=("cnn", "classical"))
     parser.add_argument("--model", type=Path)
+    parser.add_argument("--family", help="generate the suite in this style family (default: the 40-slide suite's look)")
     args = parser.parse_args(argv)
 
     truths = sorted(args.suite_dir.glob("*.truth.parquet"))
     if len(truths) < args.n:
         from her2slide.synth.slides import make_suite
 
-        make_suite(args.suite_dir, n=args.n)
+        make_suite(args.suite_dir, n=args.n, family=args.family)
         truths = sorted(args.suite_dir.glob("*.truth.parquet"))
     settings = load_settings(args.config, criteria="breast", segmenter=args.segmenter)
     if args.model:
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = score_slide_file(args.suite_dir / f"{name}.svs", args.out, settings, segmenter=segmenter)
         row = evaluate_slide(truth, args.suite_dir / f"{name}.truth.json", outcome.out_dir)
         rows.append(row)
-        print(f"{name:10s} {row['pattern'] or '':12s} true {row['true_score']:3s} got {row['score']:3s} "
+        print(f"{name:10s} {row['pattern'] or '':12s} true {row['true_score']:3s} got {row['score'] or '-':3s} "
               f"{'ok ' if row['score_correct'] else 'XX '} F1 {row['f1']:.3f} compl-MAE {row['completeness_mae']:.3f} "
               f"class-acc {row['class_accuracy']:.3f} ({row['true_cells']} true / {row['found_cells']} found)",
               flush=True)

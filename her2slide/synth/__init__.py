@@ -2,7 +2,8 @@
 
 ``make_synthetic_slide(SlideSpec(...), out_dir)`` writes a pyramidal Aperio SVS plus a per-cell
 truth table and the true score; ``make_suite`` writes an evaluation suite; ``make_training_tiles``
-writes image/mask tiles for the membrane network. See docs/synthetic.md.
+writes image/mask tiles for the membrane network, in v1's look or in named style families
+(``FAMILIES``; ``HELD_OUT`` is kept out of training). See docs/synthetic.md.
 
 Names are loaded on first use so that registering the ``synth`` CLI stays instant.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from her2slide._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .families import FAMILIES, HELD_OUT, TRAINING_FAMILIES, Family
     from .layout import Layout, LayoutParams, make_layout
     from .render import Look, Region, Scene, render_region
     from .slides import MIXTURES, PHENOTYPES, MembraneDesign, SlideSpec, SyntheticSlide, build_scene, \
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from .tiles import make_training_tiles
 
 _WHERE = {
+    "FAMILIES": "families", "HELD_OUT": "families", "TRAINING_FAMILIES": "families", "Family": "families",
     "Layout": "layout", "LayoutParams": "layout", "make_layout": "layout",
     "Look": "render", "Region": "render", "Scene": "render", "render_region": "render",
     "MIXTURES": "slides", "PHENOTYPES": "slides", "MembraneDesign": "slides", "SlideSpec": "slides",

@@ -38,8 +38,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--tiles", type=int, default=None, metavar="N", help="write N training tiles (.npz) instead")
     p.add_argument("--tile-px", type=int, default=256, help="tiles: size in pixels (default 256)")
     p.add_argument("--tile-mpp", type=float, default=0.5, help="tiles: µm per pixel (default 0.5)")
+    p.add_argument("--family", default=None, metavar="NAME[,NAME...]",
+                   help="style family: --suite writes that family's suite (e.g. the held-out 'trabecular'); --tiles "
+                        "uses the families in turn ('training' = every family but the held-out one); default: "
+                        "the calibrated look and v1 tiles")
     p.set_defaults(func=run)
     return p
+
+
+def _tile_families(text: str | None) -> list[str] | None:
+    """``--family`` for tiles: comma-separated names, 'training' for every training family."""
+    if text is None:
+        return None
+    from .families import TRAINING_FAMILIES
+
+    return [n for part in text.split(",") for n in (TRAINING_FAMILIES if part.strip() == "training" else [part.strip()])]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,15 +65,18 @@ def run(args: argparse.Namespace) -> int:
         if args.suite is not None:
             from .slides import make_suite
 
-            slides = make_suite(args.out, n=args.suite, seed=args.seed, workers=args.workers)
+            slides = make_suite(args.out, n=args.suite, seed=args.seed, family=args.family, workers=args.workers)
             print(f"{len(slides)} slides, truth index: {Path(args.out) / 'index.json'}")
             return 0
         if args.tiles is not None:
             from .tiles import make_training_tiles
 
-            paths = make_training_tiles(args.tiles, args.out, tile_px=args.tile_px, mpp=args.tile_mpp, seed=args.seed)
+            paths = make_training_tiles(args.tiles, args.out, tile_px=args.tile_px, mpp=args.tile_mpp, seed=args.seed,
+                                        family=_tile_families(args.family))
             print(f"{len(paths)} training tiles ({args.tile_px} px at {args.tile_mpp} µm/px) in {args.out}")
             return 0
+        if args.family is not None:
+            raise ValueError("--family applies to --suite and --tiles")
         from .slides import SlideSpec, make_synthetic_slide
 
         score = args.score or ("2+" if args.pattern == "homogeneous" else "0")

@@ -6,9 +6,10 @@ it pixel by pixel, block by block, so no level-0 image is ever needed to build a
 
 Tumour cells are the Voronoi cells of jittered seeds, restricted to their own tumour shape and to
 a maximum radius around the seed (so cells at a shape's edge stay cell-sized). Gland cells sit on a
-ring around a lumen, one layer thick, with basal nuclei. Trabecular cords (1-3 cells wide) and
-single files (one cell wide) are *strips*: bands along a gently bent centreline, laid along a smooth
-direction field as real cords follow the stroma; discohesive tumour is single cells, each its own
+ring around a lumen, one layer thick, with basal nuclei. Trabecular tumour is a blob cut into
+wavy parallel cords 1-3 cells wide by thin stroma septa that break here and there (anastomoses);
+single files are *strips*, bands one cell wide along a gently bent centreline laid along a smooth
+direction field, as real files follow the stroma; discohesive tumour is single cells, each its own
 small shape, scattered in the stroma.
 
 Every new architecture and style knob defaults to off and draws its random numbers only when it is
@@ -27,7 +28,9 @@ __all__ = ["KINDS", "STRIP_KINDS", "Blobs", "Cells", "Nuclei", "Layout", "Layout
 #: Tumour architectures; the index is the ``kind`` code stored per shape and per cell.
 KINDS: tuple[str, ...] = ("nest", "sheet", "gland", "trabecular", "single_file", "discohesive")
 #: Architectures drawn as strips (bands along a centreline) rather than star-shaped blobs.
-STRIP_KINDS: tuple[str, ...] = ("trabecular", "single_file")
+STRIP_KINDS: tuple[str, ...] = ("single_file",)
+#: Columns of ``Blobs.cords``: the cord pattern of a trabecular blob (see ``Blobs._cord_distance``).
+CORD_FIELDS = ("angle", "period", "gap", "wave", "wave_len", "bridge_len", "phase1", "phase2", "across")
 #: Non-tumour nucleus types (``Nuclei.kind``).
 STROMA, LYMPHOCYTE = 1, 2
 
@@ -68,13 +71,14 @@ class LayoutParams(BaseModel):
     lymphocyte_aggregate_sd_um: float = 25.0         # spread of an aggregate
     lymphocyte_spacing_um: float = 0.0  # lymphocytes closer than this are thinned out (0: overlap freely)
     # architectures added for the style families (off unless ``architecture`` names them)
-    trabecular_length_um: Range = (60.0, 160.0)      # cord length along its centreline
-    trabecular_cells_across: tuple[int, int] = (1, 3)
+    trabecular_radius_um: Range = (50.0, 120.0)      # a trabecular region (a blob cut into cords)
+    trabecular_cells_across: tuple[int, int] = (1, 3)  # cord width in cells
+    trabecular_gap_um: Range = (3.0, 8.0)            # stroma septum between cords
     single_file_length_um: Range = (50.0, 140.0)
     single_file_cell_um: Range = (7.0, 10.0)         # a file's width, and its cell spacing along it
     discohesive_cell_um: Range = (9.0, 13.0)         # diameter of a scattered single tumour cell
-    strip_bend: float = 0.25                         # largest sagitta of a strip / its length
-    strip_alignment_sd: float = 0.3                  # radians of a strip's direction around the field
+    strip_bend: float = 0.25                         # largest sagitta of a file / its length
+    strip_alignment_sd: float = 0.3                  # radians of a file's (or cords') direction around the field
     kind_gap_um: dict[str, float] = Field(default_factory=dict,
                                           description="Stroma around shapes of a kind (default shape_gap_um).")
     filler: str | None = Field("nest", description="Kind of the small shapes that fill the gaps (None: none).")
@@ -98,7 +102,8 @@ class Blobs:
 
     Shapes with ``half_length > 0`` are strips instead: a band of half-width
     ``r0·(1 + Σ_k a_k cos(kπu/L + φ_k))`` (k = 1, 2, …) around the centreline ``v = bend·u²``,
-    ``|u| ≤ L``, in coordinates (u, v) rotated by ``angle``, with round ends."""
+    ``|u| ≤ L``, in coordinates (u, v) rotated by ``angle``, with round ends. Blobs with a cord
+    pattern (``cords[i, 1] > 0``) keep only their cords (trabecular tumour)."""
 
     cx: np.ndarray
     cy: np.ndarray
@@ -110,10 +115,13 @@ class Blobs:
     half_length: np.ndarray | None = None  # strips: half the centreline length (0: a blob)
     angle: np.ndarray | None = None        # strips: direction of the centreline
     bend: np.ndarray | None = None         # strips: curvature term of the centreline (1/µm)
-    across: np.ndarray | None = None       # strips: rows of cells across the band
+    cords: np.ndarray | None = None        # (n, len(CORD_FIELDS)) cord pattern (period 0: none)
 
     def is_strip(self, i: int) -> bool:
         return self.half_length is not None and bool(self.half_length[i] > 0)
+
+    def has_cords(self, i: int) -> bool:
+        return self.cords is not None and bool(self.cords[i, 1] > 0)
 
     def __len__(self) -> int:
         return len(self.cx)
@@ -156,7 +164,29 @@ class Blobs:
         rho = np.hypot(dx, dy)
         inv = 1.0 / np.maximum(rho, 1e-12)
         r = self._radius_cs(i, np.where(rho > 0, dx * inv, 1.0), dy * inv)
+        if self.has_cords(i):  # solid: the cords cut out of the blob
+            d = np.maximum(rho - r, self._cord_distance(i, x, y))
+            return d, d
         return rho - r, rho - (r - self.thickness[i])
+
+    def cord_coordinates(self, i: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(s, v): s across the cords (cord m spans ``m·period + gap/2 .. (m + 1)·period - gap/2``),
+        v along them; the cords wave: ``s = u + wave·sin(v / wave_len + phase1)``."""
+        angle, _, _, wave, wave_len, _, phase1, _, _ = self.cords[i]
+        dx, dy = x - self.cx[i], y - self.cy[i]
+        u = dx * np.cos(angle) + dy * np.sin(angle)
+        v = -dx * np.sin(angle) + dy * np.cos(angle)
+        return u + wave * np.sin(v / wave_len + phase1), v
+
+    def _cord_distance(self, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Distance-like value into the nearest septum (> 0 in a septum, < 0 in a cord), µm. A
+        septum's width varies along it and drops to nothing in places, where its two cords join;
+        the phase shifts from septum to septum so the joins do not line up."""
+        _, period, gap, _, _, bridge_len, _, phase2, _ = self.cords[i]
+        s, v = self.cord_coordinates(i, x, y)
+        septum = np.floor(s / period + 0.5)  # nearest septum, centred at septum·period
+        half_gap = 0.5 * gap * np.clip(0.7 + 0.75 * np.sin(v / bridge_len + phase2 + 2.4 * septum), 0.0, None)
+        return half_gap - np.abs(s - septum * period)
 
     def _strip_distance(self, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Signed distance-like value of points to strip ``i``'s band (< 0 inside), in µm."""
@@ -260,17 +290,15 @@ def _field_angle(field: Field4, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _size_range(p: LayoutParams, kind: str) -> tuple[float, Range]:
     """(factor, range) of a shape's characteristic size: ``factor · U(range)`` is a blob's r0, or
     half a strip's centreline, or half a single cell's diameter (µm)."""
-    halves = {"trabecular": p.trabecular_length_um, "single_file": p.single_file_length_um,
-              "discohesive": p.discohesive_cell_um}
+    halves = {"single_file": p.single_file_length_um, "discohesive": p.discohesive_cell_um}
     if kind in halves:
         return 0.5, halves[kind]
-    return 1.0, {"nest": p.nest_radius_um, "sheet": p.sheet_radius_um, "gland": p.gland_radius_um}[kind]
+    return 1.0, {"nest": p.nest_radius_um, "sheet": p.sheet_radius_um, "gland": p.gland_radius_um,
+                 "trabecular": p.trabecular_radius_um}[kind]
 
 
 def _nominal_area(p: LayoutParams, kind: str, size: float) -> float:
     """Area (µm²) a shape of ``size`` is expected to cover, for the architecture shares."""
-    if kind == "trabecular":
-        return 2 * size * float(np.mean(p.trabecular_cells_across)) * float(np.mean(p.cell_spacing_um))
     if kind == "single_file":
         return 2 * size * float(np.mean(p.single_file_cell_um))
     return np.pi * size**2 * (1.0 if kind != "gland" else 0.5)
@@ -286,12 +314,28 @@ def _strip_discs(cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, length: np.n
     return cx[:, None] + u * ca - v * sa, cy[:, None] + u * sa + v * ca, 1.12 * half_width
 
 
+_NO_CORDS = np.zeros(len(CORD_FIELDS))
+
+
+def _draw_cords(rng: np.random.Generator, p: LayoutParams, field: Field4, cx: float, cy: float) -> np.ndarray:
+    """Cord pattern of a trabecular blob: cords along the direction field, 1-3 cells wide, wavy,
+    with septa that break every few tens of µm (see ``Blobs._cord_distance``)."""
+    across = int(rng.integers(p.trabecular_cells_across[0], p.trabecular_cells_across[1] + 1))
+    spacing, gap = rng.uniform(*p.cell_spacing_um), rng.uniform(*p.trabecular_gap_um)
+    angle = float(_field_angle(field, np.array(cx), np.array(cy))) + rng.normal(0, p.strip_alignment_sd)
+    wave_len = rng.uniform(15.0, 40.0)
+    values = dict(angle=angle + np.pi / 2, period=across * spacing + gap, gap=gap, wave=rng.uniform(0, 0.3) * wave_len,
+                  wave_len=wave_len, bridge_len=rng.uniform(8.0, 20.0), phase1=rng.uniform(0, 2 * np.pi),
+                  phase2=rng.uniform(0, 2 * np.pi), across=across)
+    return np.array([values[f] for f in CORD_FIELDS], np.float64)
+
+
 def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> tuple[Blobs, Field4 | None]:
     """Non-overlapping tumour shapes inside the tissue (random sequential placement, largest
     first, which packs far denser than random order); each kind gets its share of the tumour
     area target, shapes that find no room shrink, then the gaps are filled with small shapes of
-    the filler kind. Strips follow a smooth direction field (returned; None without strips).
-    Shapes are kept apart as sets of discs: one per blob, a row along each strip."""
+    the filler kind. Strips and trabecular cords follow a smooth direction field (returned; None
+    without them). Shapes are kept apart as sets of discs: one per blob, a row along each strip."""
     weights = {k: float(p.architecture.get(k, 0.0)) for k in KINDS}
     if sum(weights.values()) <= 0:
         raise ValueError(f"architecture needs a positive share for one of {KINDS}, got {p.architecture}")
@@ -310,7 +354,7 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         factor, sizes = _size_range(p, p.filler)
         wanted += [(rng.uniform(0.8, 1.0) * factor * sizes[0], p.filler) for _ in range(400)]
 
-    fields = ("cx", "cy", "r0", "amp", "phase", "thickness", "kind", "half_length", "angle", "bend", "across")
+    fields = ("cx", "cy", "r0", "amp", "phase", "thickness", "kind", "half_length", "angle", "bend", "cords")
     placed: dict[str, list] = {f: [] for f in fields}
     px, py, pr = np.zeros(0), np.zeros(0), np.zeros(0)  # discs of the placed shapes
     tcx, tcy = float(tissue.cx[0]), float(tissue.cy[0])
@@ -324,13 +368,10 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         rough = rng.uniform(0.08, 0.22) if kind != "gland" else rng.uniform(0.05, 0.15)
         # 60 candidate positions at once, in three rounds of shrinking size; the first that fits wins
         size = size_wanted * 0.85 ** (np.arange(60) // 20)
+        if strip or kind == "trabecular":
+            field = field or _draw_field(rng)
         if strip:
-            if field is None:
-                field = _draw_field(rng)
-            across = int(rng.integers(p.trabecular_cells_across[0], p.trabecular_cells_across[1] + 1)) \
-                if kind == "trabecular" else 1
-            spacing = rng.uniform(*(p.cell_spacing_um if kind == "trabecular" else p.single_file_cell_um))
-            half_width = 0.5 * across * spacing
+            half_width = 0.5 * rng.uniform(*p.single_file_cell_um)
             bend = rng.uniform(-1, 1) * 2 * p.strip_bend / size_wanted
             rout = size + abs(bend) * size**2 + half_width * (1 + rough)
         else:
@@ -345,8 +386,8 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         # a strip candidate with discs near it is tested disc by disc against those
         near = np.hypot(px[None] - cx[:, None], py[None] - cy[:, None]) < pr[None] + rout[:, None] + gap
         ok = (room > 0) & ~near.any(1)
-        if strip and near.any():
-            test = np.flatnonzero((room > 0) & near.any(1))
+        test = np.flatnonzero((room > 0) & near.any(1))
+        if strip and test.size:
             some = near[test].any(0)
             dx, dy, dr = _strip_discs(cx[test], cy[test], direction[test], size[test], bend, half_width * (1 + rough))
             d = np.hypot(px[some][None, None] - dx[..., None], py[some][None, None] - dy[..., None])
@@ -361,14 +402,16 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         if strip:
             amp, phase = _blob(rng, half_width, rough)
             geometry = (cx[j], cy[j], half_width, amp, phase, 0.0, KINDS.index(kind), size[j], direction[j], bend,
-                        across)
+                        _NO_CORDS)
             area += 4 * size[j] * half_width + np.pi * half_width**2
         else:
             amp, phase = _blob(rng, size[j], rough)
             thickness = min(rng.uniform(*p.gland_cell_height_um), 0.6 * size[j]) if kind == "gland" else 0.0
-            geometry = (cx[j], cy[j], size[j], amp, phase, thickness, KINDS.index(kind), 0.0, 0.0, 0.0, 0)
+            cords = _draw_cords(rng, p, field, cx[j], cy[j]) if kind == "trabecular" else _NO_CORDS
+            geometry = (cx[j], cy[j], size[j], amp, phase, thickness, KINDS.index(kind), 0.0, 0.0, 0.0, cords)
             r0 = size[j]
-            area += np.pi * (r0**2 - (r0 - thickness) ** 2) if thickness else np.pi * r0**2
+            cord_share = 1.0 - cords[2] / cords[1] if cords[1] > 0 else 1.0
+            area += np.pi * (r0**2 - (r0 - thickness) ** 2) if thickness else np.pi * r0**2 * cord_share
         for f, v in zip(fields, geometry):
             placed[f].append(v)
         if strip:
@@ -380,8 +423,7 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         px, py, pr = np.concatenate([px, dx]), np.concatenate([py, dy]), np.concatenate([pr, dr])
     if not placed["cx"]:
         raise ValueError("no tumour shape fits in the tissue: make the slide larger or the shapes smaller")
-    dtypes = {"kind": np.int8, "across": np.int16}
-    return Blobs(*(np.array(placed[f], dtype=dtypes.get(f, np.float64)) for f in fields)), field
+    return Blobs(*(np.array(placed[f], dtype=np.int8 if f == "kind" else np.float64) for f in fields)), field
 
 
 def _hex_seeds(rng: np.random.Generator, shapes: Blobs, i: int, spacing: float) -> np.ndarray:
@@ -405,30 +447,56 @@ def _hex_seeds(rng: np.random.Generator, shapes: Blobs, i: int, spacing: float) 
 CellDraw = tuple[np.ndarray, ...]  # x, y, rmax, apical, nucleus major, minor, angle, offset (n, 2)
 
 
-def _strip_cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: int) -> CellDraw:
-    """Cells of a cord or single file: ``across`` rows of seeds along the bent centreline, brick-
-    offset, from end to end (so the round ends are covered); a file's nuclei lie along it."""
-    length, half_width, rows = float(shapes.half_length[i]), float(shapes.r0[i]), int(shapes.across[i])
-    spacing = 2 * half_width / rows
-    step = spacing * rng.uniform(0.9, 1.15)
-    along = np.linspace(-length, length, max(2, int(round(2 * length / step)) + 1))
-    u = np.concatenate([along + (r % 2) * step / 2 for r in range(rows)])
-    v = np.repeat((np.arange(rows) - (rows - 1) / 2) * spacing, len(along))
-    n = len(u)
-    u = u + rng.uniform(-0.12, 0.12, n) * step
-    v = v + rng.uniform(-0.08, 0.08, n) * spacing + shapes.bend[i] * u * u
-    ca, sa = np.cos(shapes.angle[i]), np.sin(shapes.angle[i])
-    x, y = shapes.cx[i] + u * ca - v * sa, shapes.cy[i] + u * sa + v * ca
+def _row_cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: int, x: np.ndarray, y: np.ndarray,
+               spacing: float, reach: float, along: np.ndarray | None) -> CellDraw:
+    """Cells from seeds laid in rows (files, cords): seeds that fall in the shape with room to
+    spare are kept; nuclei lie along the row where ``along`` gives its direction, else anyhow."""
     keep = shapes.polar(i, x, y)[0] < -0.25 * spacing
-    x, y, u = x[keep], y[keep], u[keep]
+    x, y = x[keep], y[keep]
     n = len(x)
     major = rng.uniform(*p.nucleus_major_um, n)
     minor = np.minimum(rng.uniform(*p.nucleus_minor_um, n), 0.8 * spacing)
-    tangent = shapes.angle[i] + np.arctan(2 * shapes.bend[i] * u)
-    angle = tangent + rng.normal(0, 0.2, n) if rows == 1 else rng.uniform(0, np.pi, n)
+    angle = along[keep] + rng.normal(0, 0.2, n) if along is not None else rng.uniform(0, np.pi, n)
     t = rng.uniform(0, 2 * np.pi, n)
     off = np.stack([np.cos(t), np.sin(t)], 1) * rng.uniform(0, 0.8, (n, 1))
-    return x, y, np.full(n, 1.5 * max(step, spacing)), np.full(n, np.nan), major, minor, angle, off
+    return x, y, np.full(n, reach), np.full(n, np.nan), major, minor, angle, off
+
+
+def _file_cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: int) -> CellDraw:
+    """A single file: one row of seeds along the bent centreline from end to end (so the round
+    ends are covered), nuclei along the file."""
+    length, spacing = float(shapes.half_length[i]), 2 * float(shapes.r0[i])
+    step = spacing * rng.uniform(0.9, 1.15)
+    u = np.linspace(-length, length, max(2, int(round(2 * length / step)) + 1))
+    u = u + rng.uniform(-0.12, 0.12, len(u)) * step
+    v = rng.uniform(-0.08, 0.08, len(u)) * spacing + shapes.bend[i] * u * u
+    ca, sa = np.cos(shapes.angle[i]), np.sin(shapes.angle[i])
+    x, y = shapes.cx[i] + u * ca - v * sa, shapes.cy[i] + u * sa + v * ca
+    tangent = shapes.angle[i] + np.arctan(2 * shapes.bend[i] * u)
+    return _row_cells(rng, p, shapes, i, x, y, spacing, 1.5 * max(step, spacing), tangent)
+
+
+def _cord_cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: int) -> CellDraw:
+    """A trabecular blob: ``across`` rows of seeds along every cord (brick-offset), laid in the
+    cords' own coordinates and mapped back, so each cord is filled across its width."""
+    angle, period, gap, wave, wave_len, _, phase1, _, across = shapes.cords[i]
+    rows = int(across)
+    spacing = (period - gap) / rows
+    step = spacing * rng.uniform(0.9, 1.1)
+    reach = float(shapes.rmax()[i]) + wave
+    cords = np.arange(np.floor(-reach / period) - 1, np.ceil(reach / period) + 1)
+    row_s = (cords[:, None] * period + gap / 2 + (np.arange(rows)[None, :] + 0.5) * spacing).ravel()
+    row_v = np.arange(-reach, reach + step, step)
+    brick = np.tile(np.arange(rows) % 2, len(cords)) * step / 2
+    s_ = np.repeat(row_s, len(row_v))
+    v = (row_v[None, :] + brick[:, None]).ravel()
+    n = len(v)
+    s_ = s_ + rng.uniform(-0.08, 0.08, n) * spacing
+    v = v + rng.uniform(-0.12, 0.12, n) * step
+    u = s_ - wave * np.sin(v / wave_len + phase1)
+    ca, sa = np.cos(angle), np.sin(angle)
+    x, y = shapes.cx[i] + u * ca - v * sa, shapes.cy[i] + u * sa + v * ca
+    return _row_cells(rng, p, shapes, i, x, y, spacing, 1.3 * max(step, spacing), None)
 
 
 def _single_cell(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: int) -> CellDraw:
@@ -446,8 +514,10 @@ def _single_cell(rng: np.random.Generator, p: LayoutParams, shapes: Blobs, i: in
 def _cells(rng: np.random.Generator, p: LayoutParams, shapes: Blobs) -> Cells:
     xs, ys, sid, rmax, apical, major, minor, nang, noff = [], [], [], [], [], [], [], [], []
     for i in range(len(shapes)):
-        if shapes.is_strip(i) or shapes.kind[i] == KINDS.index("discohesive"):
-            x, y, rm, ap, mj, mn, ang, off = (_strip_cells if shapes.is_strip(i) else _single_cell)(rng, p, shapes, i)
+        special = _file_cells if shapes.is_strip(i) else _cord_cells if shapes.has_cords(i) else \
+            _single_cell if shapes.kind[i] == KINDS.index("discohesive") else None
+        if special is not None:
+            x, y, rm, ap, mj, mn, ang, off = special(rng, p, shapes, i)
             n = len(x)
         elif shapes.kind[i] == KINDS.index("gland"):
             t = float(shapes.thickness[i])
