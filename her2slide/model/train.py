@@ -206,11 +206,15 @@ def _sources(config: TrainConfig, io: ModelIO, log) -> tuple[list[Source], list[
 
     cache = Path(config.tile_cache)
     size = io.tile_px + 64  # room for the scale augmentation's crop
-    log(f"synthetic tiles: {config.synthetic_tiles} train + {config.validation_tiles} validation in {cache}")
-    val_tiles = make_training_tiles(config.validation_tiles, cache / f"val-s1-{size}", tile_px=size, seed=1)
+    family = list(config.families) or None  # None: the generator's calibrated (v1) look
+    log(f"synthetic tiles: {config.synthetic_tiles} train + {config.validation_tiles} validation in {cache}"
+        f" ({', '.join(config.families) or 'calibrated look'})")
+    val_tiles = make_training_tiles(config.validation_tiles, cache / f"val-s1-{size}", tile_px=size, seed=1,
+                                    family=family)
     sources = []
     if config.synthetic_tiles:
-        train_tiles = make_training_tiles(config.synthetic_tiles, cache / f"train-s0-{size}", tile_px=size, seed=0)
+        train_tiles = make_training_tiles(config.synthetic_tiles, cache / f"train-s0-{size}", tile_px=size, seed=0,
+                                          family=family)
         sources.append(tile_source("synthetic", train_tiles, config.synthetic_weight))
     lab = [s for folder in config.lab_tiles for s in lab_samples(folder)]
     lab += [s for slide, geojson in config.qupath for s in qupath_samples(slide, geojson, io.input_mpp, io.tile_px)]
