@@ -17,7 +17,6 @@ tumour cells the pipeline's cell finder makes per image.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from her2slide.engine import make_segmenter
 from her2slide.errors import InputError
 from her2slide.evaluation.matching import Detection, detection, pooled
 from her2slide.evaluation.nuclei import COUNTERSTAIN_LEVELS, MATCH_UM, detect_field, render_field, true_centroids
+from her2slide.evaluation.cli import evaluation_parser
 from her2slide.evaluation.shared_data import shared_data_dir
 from her2slide.model.nuclei_data import nuclei_index, split
 
@@ -84,11 +84,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="the shared data folder (default ../shared/data)")
-    parser.add_argument("--config", type=Path)
-    parser.add_argument("--segmenter", choices=("cnn", "classical"))
-    parser.add_argument("--model", type=Path, help="CNN weights (default: the shipped model)")
+    parser = evaluation_parser(__doc__)
     parser.add_argument("--levels", nargs="+", choices=list(COUNTERSTAIN_LEVELS), default=list(COUNTERSTAIN_LEVELS))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep the rendered fields in this folder")

@@ -18,7 +18,6 @@ core's window of PX level-0 pixels (default 1024) with the highest mean optical 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from her2slide.engine import make_segmenter
 from her2slide.errors import InputError
+from her2slide.evaluation.cli import evaluation_parser
 from her2slide.evaluation.shared_data import shared_data_dir
 from her2slide.evaluation.stain_invariance import compare_core, comparison_settings
 
@@ -33,11 +33,7 @@ QC_MODES = {"off": (False,), "default": (True,), "both": (False, True)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="the shared data folder (default ../shared/data)")
-    parser.add_argument("--config", type=Path)
-    parser.add_argument("--segmenter", choices=("cnn", "classical"))
-    parser.add_argument("--model", type=Path, help="CNN weights (default: the shipped model)")
+    parser = evaluation_parser(__doc__)
     parser.add_argument("--crop", type=int, nargs="?", const=1024, default=None, metavar="PX")
     parser.add_argument("--qc", choices=list(QC_MODES), default="both")
     parser.add_argument("--json", type=Path)
