@@ -14,6 +14,8 @@ QC tile checks: ``off`` compares detection alone (the cytoplasmic-DAB check excl
 their DAB, a measurement decision, not detection), ``default`` is what a user gets, ``both`` runs
 the two. Whole cores take 1–3 min each per version on a 2-core CPU; ``--crop`` scores only each
 core's window of PX level-0 pixels (default 1024) with the highest mean optical density.
+``--images DIR`` writes each core's densest 1024 px window beside its restained version
+(``stain_invariance_<core>.jpg``, at half resolution).
 """
 
 from __future__ import annotations
@@ -23,13 +25,26 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from her2slide.config import Settings
 from her2slide.engine import make_segmenter
 from her2slide.errors import InputError
 from her2slide.evaluation.cli import evaluation_parser
 from her2slide.evaluation.shared_data import shared_data_dir
-from her2slide.evaluation.stain_invariance import compare_core, comparison_settings
+from her2slide.evaluation.stain_invariance import compare_core, comparison_settings, core_label, core_pixels, restained
 
 QC_MODES = {"off": (False,), "default": (True,), "both": (False, True)}
+
+
+def write_pairs(cores: list[Path], folder: Path, settings: Settings, crop_px: int = 1024) -> None:
+    """Each core's densest window and its restained version side by side, at half resolution."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for core in cores:
+        original = core_pixels(core, crop_px, settings)
+        pair = np.concatenate([original, restained(original, core_label(core), settings)], axis=1)[::2, ::2]
+        Image.fromarray(np.ascontiguousarray(pair)).save(folder / f"stain_invariance_{core.name[:10]}.jpg", quality=85)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, nargs="?", const=1024, default=None, metavar="PX")
     parser.add_argument("--qc", choices=list(QC_MODES), default="both")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--images", type=Path, help="write each core's densest window beside its restained version")
     args = parser.parse_args(argv)
     cores = sorted(((args.data or shared_data_dir()) / "her2-ihc-oesophagus-tma").glob("*.jpg"))
     if not cores:
@@ -44,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = []
     start = time.perf_counter()
+    if args.images:
+        write_pairs(cores, args.images, Settings())
     try:
         for tile_checks in QC_MODES[args.qc]:
             settings = comparison_settings(args.config, args.segmenter, args.model, tile_checks=tile_checks)
