@@ -27,8 +27,9 @@ def default_detector():
     return settings, make_segmenter(settings)
 
 
-@pytest.mark.xfail(strict=False, reason="her2slide-membrane-v1 finds cells by their DAB (issue 14); "
-                                        "the new detector must make this pass, then this mark goes")
+@pytest.mark.xfail(strict=False, raises=AssertionError,
+                   reason="her2slide-membrane-v1 finds cells by their DAB (issue 14); "
+                          "the new detector must make this pass, then this mark goes")
 @pytest.mark.parametrize("stem", CORES)
 def test_same_cells_with_and_without_dab(shared_data: Path, default_detector, stem: str) -> None:
     settings, segmenter = default_detector
