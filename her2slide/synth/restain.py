@@ -123,7 +123,7 @@ def nuclear_haematoxylin(haematoxylin: np.ndarray, nuclei: np.ndarray) -> float:
 def he_to_ihc(rgb_he: np.ndarray, haematoxylin_scale: float, *, vector: Sequence[float] = HAEMATOXYLIN_RGB_OD,
               white: Sequence[float] = IHC_GLASS_RGB, haematoxylin: np.ndarray | None = None) -> np.ndarray:
     """An H&E image as an unstained HER2 IHC field: eosin dropped, haematoxylin times
-    ``haematoxylin_scale`` (about 0.25 for a typical IHC counterstain: module docstring),
+    ``haematoxylin_scale`` (about 0.2 for a typical IHC counterstain: module docstring),
     recomposed along ``vector`` (the IHC haematoxylin direction) over glass of colour ``white``.
 
     ``haematoxylin``: the amount map if the caller already has it (:func:`haematoxylin_he`).
