@@ -33,13 +33,9 @@ def measure_tile_maps(maps: CellMaps, tile: Tile, downsample: float, mpp_level0:
     work_mpp = settings.tiling.work_mpp
     labels = find_cells(maps, settings.cells, work_mpp)
     cells = measure_cells(labels, maps.dab, settings.cells, work_mpp, settings.scoring.faint_od)
-    # Working pixel i covers level-0 [x0 + i*ds, x0 + (i+1)*ds); its centre in level-0
-    # pixel-index coordinates (pixel j centred on j) is x0 + (i + 0.5) * ds - 0.5.
-    x = tile.read[0] + (cells["cx"] + 0.5) * downsample - 0.5
-    y = tile.read[1] + (cells["cy"] + 0.5) * downsample - 0.5
+    x, y = level0_xy(tile, cells["cx"], cells["cy"], downsample)
     outline = star_outlines(labels, cells["cx"], cells["cy"])
-    outline = np.stack([tile.read[0] + (outline[..., 0] + 0.5) * downsample - 0.5,
-                        tile.read[1] + (outline[..., 1] + 0.5) * downsample - 0.5], axis=-1)
+    outline = np.stack(level0_xy(tile, outline[..., 0], outline[..., 1], downsample), axis=-1)
     keep = tile.owns(x, y)
     rules, criteria = settings.scoring, settings.criteria
     stained_od = cells["stained_dab_od"][keep]
@@ -61,6 +57,16 @@ def measure_tile_maps(maps: CellMaps, tile: Tile, downsample: float, mpp_level0:
         # for the cytoplasmic-DAB QC check (her2slide.qc); not a cells.parquet column
         "cytoplasm_dab_od": interior_dab_od(labels, maps.nucleus > 0.5, maps.dab, settings.cells, work_mpp)[keep],
     }
+
+
+def level0_xy(tile: Tile, cx: np.ndarray, cy: np.ndarray, downsample: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tile working-pixel coordinates (column, row) as level-0 pixel coordinates.
+
+    Working pixel i covers level-0 [x0 + i*ds, x0 + (i+1)*ds); its centre in level-0
+    pixel-index coordinates (pixel j centred on j) is x0 + (i + 0.5) * ds - 0.5.
+    """
+    return (tile.read[0] + (np.asarray(cx) + 0.5) * downsample - 0.5,
+            tile.read[1] + (np.asarray(cy) + 0.5) * downsample - 0.5)
 
 
 def read_tile(reader: SlideReader, tile: Tile, work_mpp: float) -> np.ndarray:

@@ -22,30 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from scipy.spatial import cKDTree
 
 from her2slide.config import load_settings
 from her2slide.engine import make_segmenter
+from her2slide.evaluation.matching import match_points
 from her2slide.pipeline import score_slide_file
 from her2slide.scoring import CELL_CLASSES
 
 MATCH_UM = 4.0
-
-
-def match_cells(true_xy: np.ndarray, pred_xy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matches within ``radius``, closest pairs first (greedy on sorted distances)."""
-    if len(true_xy) == 0 or len(pred_xy) == 0:
-        return np.zeros(0, int), np.zeros(0, int)
-    pairs = cKDTree(true_xy).sparse_distance_matrix(cKDTree(pred_xy), radius, output_type="ndarray")
-    order = np.argsort(pairs["v"], kind="stable")
-    used_t, used_p = np.zeros(len(true_xy), bool), np.zeros(len(pred_xy), bool)
-    ti, pi = [], []
-    for i, j in zip(pairs["i"][order], pairs["j"][order]):
-        if not used_t[i] and not used_p[j]:
-            used_t[i] = used_p[j] = True
-            ti.append(i)
-            pi.append(j)
-    return np.array(ti, int), np.array(pi, int)
 
 
 def evaluate_slide(truth_parquet: Path, truth_json: Path, result_dir: Path) -> dict:
@@ -55,7 +39,7 @@ def evaluate_slide(truth_parquet: Path, truth_json: Path, result_dir: Path) -> d
     true_json = json.loads(truth_json.read_text())
     t_xy = np.column_stack([truth["x_um"], truth["y_um"]])
     p_xy = np.column_stack([pred["x_um"], pred["y_um"]])
-    ti, pi = match_cells(t_xy, p_xy, MATCH_UM)
+    ti, pi = match_points(t_xy, p_xy, MATCH_UM)
     tp = len(ti)
     precision = tp / max(len(p_xy), 1)
     recall = tp / max(len(t_xy), 1)

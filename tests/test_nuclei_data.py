@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from skimage.draw import disk
+from nuclei_fixtures import disc_labels, write_fake_nuclei_set
 
 from her2slide.model.nuclei_data import (VALIDATION, IhcLikeRanges, estimate_mpp, ihc_like_sample, nuclei_index,
                                          resample, split, tilted)
-from her2slide.stain import StainModel, compose_rgb, stain_amounts
-from her2slide.synth.restain import EOSIN_RGB_OD
-
-
-def _disc_labels(radius_px: float, shape: tuple[int, int] = (200, 200), step: int = 40) -> np.ndarray:
-    labels = np.zeros(shape, np.int32)
-    for k, (y, x) in enumerate((y, x) for y in range(20, shape[0], step) for x in range(20, shape[1], step)):
-        labels[disk((y, x), radius_px, shape=shape)] = k + 1
-    return labels
-
-
-def _write_fake_set(root: Path) -> None:
-    """A tiny nuclei folder: one MoNuSeg-like image with a stated pixel size, one DSB-like without."""
-    he = StainModel(StainModel.default().haematoxylin, EOSIN_RGB_OD / np.linalg.norm(EOSIN_RGB_OD), np.full(3, 255.0))
-    rows = [("monuseg-train", "TCGA-A7-A13F-01Z-00-DX1", "0.25", 8.0), ("dsb2018-tissue", "abc", "", 16.0)]
-    for folder, name, mpp, radius in rows:
-        labels = _disc_labels(radius)
-        rng = np.random.default_rng(0)
-        haem = np.where(labels > 0, 0.6, 0.05) + rng.normal(0, 0.02, labels.shape)
-        eosin = np.where(labels > 0, 0.1, 0.3) + rng.normal(0, 0.02, labels.shape)
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(compose_rgb(np.clip(haem, 0, None), np.clip(eosin, 0, None), he)).save(root / folder / f"{name}.png")
-        Image.fromarray(labels.astype(np.uint16)).save(root / folder / f"{name}_labels.png")
-    with open(root / "index.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["folder", "name", "source", "mpp", "nuclei", "split"])
-        for folder, name, mpp, _ in rows:
-            writer.writerow([folder, name, "test, with a comma", mpp, 25, "train"])
+from her2slide.stain import StainModel, stain_amounts
 
 
 def test_pixel_size_is_estimated_from_nucleus_size(tmp_path: Path) -> None:
-    _write_fake_set(tmp_path)
+    write_fake_nuclei_set(tmp_path)
     stated, estimated = nuclei_index(tmp_path)
     assert (stated.mpp, stated.mpp_source, stated.validation) == (0.25, "stated", True)
     # Nuclei twice as wide in pixels as the reference set's, whose pixels are 0.25 µm: 0.125 µm/px.
@@ -52,7 +23,7 @@ def test_pixel_size_is_estimated_from_nucleus_size(tmp_path: Path) -> None:
 
 
 def test_estimate_mpp_inverts_a_known_scale() -> None:
-    labels = _disc_labels(10.0)
+    labels = disc_labels(10.0)
     area_px = np.median(np.bincount(labels.ravel())[1:])
     assert estimate_mpp(labels, area_px * 0.3**2) == pytest.approx(0.3)
 
@@ -68,7 +39,7 @@ def test_resample_averages_the_image_and_samples_labels_at_the_same_centres() ->
 
 
 def test_ihc_like_sample_keeps_the_real_nuclei_as_targets(tmp_path: Path) -> None:
-    _write_fake_set(tmp_path)
+    write_fake_nuclei_set(tmp_path)
     entry = nuclei_index(tmp_path)[0]
     image, labels = ihc_like_sample(entry, np.random.default_rng(1), work_mpp=0.5)
     assert image.shape == (100, 100, 3) and image.dtype == np.uint8
@@ -78,7 +49,7 @@ def test_ihc_like_sample_keeps_the_real_nuclei_as_targets(tmp_path: Path) -> Non
 
 
 def test_ihc_like_sample_without_membranes_has_no_dab_and_an_ihc_counterstain(tmp_path: Path) -> None:
-    _write_fake_set(tmp_path)
+    write_fake_nuclei_set(tmp_path)
     entry = nuclei_index(tmp_path)[0]
     plain = IhcLikeRanges(counterstain_od=(0.13, 0.13), membrane_probability=0.0, vector_jitter_deg=0.0,
                           noise_sd=(0.0, 0.0), jpeg_probability=0.0,

@@ -50,6 +50,8 @@ EOSIN_RGB_OD = np.array([0.2159, 0.8012, 0.5581])
 HE_MAX_ANGLE_DEG = 20.0
 #: Glass of the real oesophageal cores, measured inside the cores (as her2slide.synth's ``Look``).
 IHC_GLASS_RGB = (234.0, 233.0, 242.0)
+#: Rows deconvolved at once by :func:`remove_dab`.
+_STRIP_ROWS = 512
 #: Optical densities below this carry no usable stain direction (glass, JPEG noise).
 _OD_FLOOR = 0.15
 _MIN_FIT_PIXELS = 2000
@@ -65,9 +67,12 @@ def remove_dab(rgb: np.ndarray) -> np.ndarray:
     Ruifrok–Johnston vectors and a white of 255, so anyone can redo it. A pixel without DAB
     comes back as it was, up to rounding (and the negative stain amounts ``rgb2hed`` clips).
     """
-    hed = rgb2hed(rgb)
-    hed[..., 2] = 0.0
-    return np.clip(np.rint(hed2rgb(hed) * 255.0), 0, 255).astype(np.uint8)
+    out = np.empty_like(rgb)
+    for top in range(0, rgb.shape[0], _STRIP_ROWS):  # per pixel: strips keep a whole core's float copies small
+        hed = rgb2hed(rgb[top:top + _STRIP_ROWS])
+        hed[..., 2] = 0.0
+        out[top:top + _STRIP_ROWS] = np.clip(np.rint(hed2rgb(hed) * 255.0), 0, 255).astype(np.uint8)
+    return out
 
 
 def add_dab(rgb: np.ndarray, dab_od: np.ndarray, white: Sequence[float] | None = None, *,
@@ -118,7 +123,7 @@ def nuclear_haematoxylin(haematoxylin: np.ndarray, nuclei: np.ndarray) -> float:
 def he_to_ihc(rgb_he: np.ndarray, haematoxylin_scale: float, *, vector: Sequence[float] = HAEMATOXYLIN_RGB_OD,
               white: Sequence[float] = IHC_GLASS_RGB, haematoxylin: np.ndarray | None = None) -> np.ndarray:
     """An H&E image as an unstained HER2 IHC field: eosin dropped, haematoxylin times
-    ``haematoxylin_scale`` (about 0.25 for a typical IHC counterstain: module docstring),
+    ``haematoxylin_scale`` (about 0.2 for a typical IHC counterstain: module docstring),
     recomposed along ``vector`` (the IHC haematoxylin direction) over glass of colour ``white``.
 
     ``haematoxylin``: the amount map if the caller already has it (:func:`haematoxylin_he`).
