@@ -167,10 +167,10 @@ class CnnSegmenter(_Composed):
         return int(np.clip(0.5 * free // per_tile, 1, 64))
 
     def _stain_rows(self, stain: StainModel, n: int):
-        """The slide's stain rows for a batch of ``n`` tiles, on the device (v2 input)."""
-        from her2slide.model.inputs import stain_rows
+        """Stain rows of a batch of ``n`` tiles for the v2 haematoxylin input, on the device."""
+        from her2slide.model.inputs import detector_stain, stain_rows
 
-        return stain_rows([stain]).to(self.device).expand(n, -1, -1)
+        return stain_rows([detector_stain(stain)]).to(self.device).expand(n, -1, -1)
 
     def _forward(self, images, rows):
         """uint8 (N, 3, H, W) on the device -> float probabilities (N, C, H, W)."""

@@ -9,7 +9,11 @@ percentages and the median stained membrane OD; writes, per core, a side-by-side
 tissue crop and the same crop with every measured cell outlined in its class colour
 (0 blue, 1+ yellow, 2+ orange, 3+ red), so one can see whether the outlines sit on membranes.
 With the CNN a middle panel shows its membrane map (green) and tumour map (faint magenta)
-over the tissue: ``real_core_<name>_cnn.jpg``; the classical images are ``real_core_<name>.jpg``.
+over the tissue, and a panel of *tumour versus the rest*: every nucleus the segmenter found,
+outlined magenta when it seeds a tumour cell and cyan when it does not (stroma, lymphocytes,
+red cells, normal cells). Images: ``real_core_<name>_<tag>.jpg`` (tag ``cnn`` for v1, ``v2`` for a
+v2 model; none for the classical path). Each core's line gives the crop's nuclei and the share
+called tumour.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from her2slide.cells import find_cells, measure_cells
+from her2slide.cells import find_cells, measure_cells, nucleus_instances
 from her2slide.config import load_settings
 from her2slide.engine import make_segmenter
 from her2slide.pipeline import score_slide_file
@@ -36,8 +40,9 @@ CLASS_COLOURS = np.array([[40, 90, 255], [255, 220, 0], [255, 140, 0], [230, 0, 
 ORDER = {"0": 0, "1+": 1, "2+": 2, "3+": 3}
 
 
-def overlay(path: Path, report: dict, settings, segmenter, crop_px: int = 500) -> np.ndarray:
-    """Crop around the densest measured cells; outline each cell in its class colour."""
+def overlay(path: Path, report: dict, settings, segmenter, crop_px: int = 500) -> tuple[np.ndarray, dict]:
+    """Crop around the densest measured cells; outline each cell in its class colour. Returns the
+    image and the crop's counts of nuclei and of tumour cells."""
     reader = open_slide(path, mpp=0.25)
     cells = pq.read_table(Path(report["_out"]) / "cells.parquet", columns=["x", "y"]).to_pydict()
     x, y = np.asarray(cells["x"]), np.asarray(cells["y"])
@@ -62,10 +67,22 @@ def overlay(path: Path, report: dict, settings, segmenter, crop_px: int = 500) -
     drawn = rgb.copy()
     drawn[outline] = CLASS_COLOURS[lookup[labels[outline]] - 1]
     gap = np.full((rgb.shape[0], 8, 3), 255, np.uint8)
-    panels = [rgb, gap, drawn]
+    nuclei, _ = nucleus_instances(maps, settings.tiling.work_mpp)
+    panels = [rgb, gap, _tumour_panel(rgb, nuclei, labels), gap, drawn]
     if settings.segmenter == "cnn":
         panels[1:1] = [gap, _maps_panel(rgb, maps)]
-    return np.concatenate(panels, axis=1)
+    counts = {"crop_nuclei": int(len(np.unique(nuclei[nuclei > 0]))), "crop_tumour_cells": int(labels.max())}
+    return np.concatenate(panels, axis=1), counts
+
+
+def _tumour_panel(rgb: np.ndarray, nuclei: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Every nucleus outlined: magenta when it lies in a tumour cell, cyan when it does not."""
+    out = rgb.copy()
+    edge = find_boundaries(nuclei, mode="inner") & (nuclei > 0)
+    in_tumour = np.zeros(int(nuclei.max()) + 1, bool)
+    in_tumour[np.unique(nuclei[(cells > 0) & (nuclei > 0)])] = True
+    out[edge] = np.where(in_tumour[nuclei[edge]][:, None], [220, 0, 220], [0, 200, 220])
+    return out
 
 
 def _maps_panel(rgb: np.ndarray, maps) -> np.ndarray:
@@ -94,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         settings = settings.with_model(weights=str(args.model))
     segmenter = make_segmenter(settings)
-    suffix = "_cnn" if settings.segmenter == "cnn" else ""
+    suffix = "" if settings.segmenter == "classical" else ("_v2" if segmenter.model.io.two_branch else "_cnn")
     args.images.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in sorted(args.data.glob("*.jpg")):
@@ -107,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                "percent": {k: round(v, 1) for k, v in report["cells"]["percent"].items()},
                "median_stained_od": round(float(np.median(od)), 3),
                "p90_stained_od": round(float(np.percentile(od, 90)), 3)}
+        image, counts = overlay(path, report, settings, segmenter)
+        row.update(counts, crop_tumour_share=round(counts["crop_tumour_cells"] / max(counts["crop_nuclei"], 1), 3))
         rows.append(row)
         print(json.dumps(row), flush=True)
-        image = overlay(path, report, settings, segmenter)
         Image.fromarray(image).save(args.images / f"real_core_{path.name[:10]}{suffix}.jpg", quality=82)
     in_order = all(ORDER[a["score"]] <= ORDER[b["score"]] for a, b in zip(rows, rows[1:]))
     print(f"scores in the order of the labels: {in_order}")

@@ -2,7 +2,7 @@
 """Stain invariance on the four real cores (issue 14, criterion 1): same cells with and without DAB?
 
     python3 scripts/evaluate_stain_invariance.py [--segmenter classical|cnn] [--model WEIGHTS] \
-        [--crop [PX]] [--qc off|default|both] [--json OUT] [--data ../shared/data]
+        [--crop [PX]] [--qc off|default|both] [--literal-removal] [--json OUT] [--data ../shared/data]
 
 The stained cores (1+, 2+, 2+) are scored as they are and with their DAB removed (skimage
 rgb2hed, DAB := 0, hed2rgb); the 0 core as it is and with synthetic membrane DAB added around the
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qc", choices=list(QC_MODES), default="both")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--images", type=Path, help="write each core's densest window beside its restained version")
+    parser.add_argument("--literal-removal", action="store_true",
+                        help="remove DAB with the issue's recipe to the letter (rgb2hed clips negative stain "
+                             "amounts, which changes the haematoxylin too; see restain.remove_dab)")
     args = parser.parse_args(argv)
     cores = sorted(((args.data or shared_data_dir()) / "her2-ihc-oesophagus-tma").glob("*.jpg"))
     if not cores:
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             segmenter = make_segmenter(settings)
             for core in cores:
                 began = time.perf_counter()
-                result = compare_core(core, settings, segmenter, args.crop)
+                result = compare_core(core, settings, segmenter, args.crop, literal_removal=args.literal_removal)
                 row = {"segmenter": settings.segmenter, "model": segmenter.model_id, "qc_tile_checks": tile_checks,
                        **result, "seconds": round(time.perf_counter() - began, 1)}
                 rows.append(row)

@@ -35,6 +35,15 @@ def test_remove_dab_leaves_a_haematoxylin_only_image_as_it_was() -> None:
     assert change.max() <= 2 and change.mean() < 0.5
 
 
+def test_remove_dab_leaves_colours_off_the_stain_span_alone_unlike_the_literal_recipe() -> None:
+    """A grey-blue pixel with no DAB lies off the H–E–DAB span (negative eosin): the literal
+    recipe (rgb2hed clips negative amounts) adds eosin and haematoxylin to it; the default
+    deconvolution returns it as it was."""
+    rgb = np.tile(np.array([[[150, 160, 205]]], np.uint8), (8, 8, 1))
+    assert np.abs(remove_dab(rgb).astype(int) - rgb).max() <= 1
+    assert np.abs(remove_dab(rgb, literal=True).astype(int) - rgb).max() > 5
+
+
 def test_remove_dab_takes_the_brown_out_and_keeps_the_nuclei() -> None:
     rgb_h, haem = _haematoxylin_image(np.random.default_rng(1))
     dab = np.zeros_like(haem)

@@ -119,9 +119,10 @@ def with_added_membranes(rgb: np.ndarray, settings: Settings, seed: int = 0) -> 
     return add_dab(rgb, full)
 
 
-def restained(rgb: np.ndarray, label: str, settings: Settings) -> np.ndarray:
-    """The stained cores without their DAB; the 0 core with membranes added."""
-    return with_added_membranes(rgb, settings) if label == "0" else remove_dab(rgb)
+def restained(rgb: np.ndarray, label: str, settings: Settings, literal: bool = False) -> np.ndarray:
+    """The stained cores without their DAB (``literal``: the issue's clipping recipe, see
+    restain.remove_dab); the 0 core with membranes added."""
+    return with_added_membranes(rgb, settings) if label == "0" else remove_dab(rgb, literal=literal)
 
 
 def score_cells(path: Path, out_root: Path, settings: Settings, segmenter: Segmenter) -> Version:
@@ -137,11 +138,11 @@ def score_cells(path: Path, out_root: Path, settings: Settings, segmenter: Segme
 
 
 def compare_core(path: Path, settings: Settings, segmenter: Segmenter, crop_px: int | None = None,
-                 work_dir: Path | None = None) -> dict:
+                 work_dir: Path | None = None, literal_removal: bool = False) -> dict:
     """Score a core (or its densest crop) and its restained version; same-cell F1 and count ratio."""
     label = core_label(path)
     original = core_pixels(path, crop_px, settings)
-    versions = {"original": original, "restained": restained(original, label, settings)}
+    versions = {"original": original, "restained": restained(original, label, settings, literal_removal)}
     with tempfile.TemporaryDirectory(prefix="her2slide-invariance-", dir=work_dir) as scratch:
         scored = {}
         for name, rgb in versions.items():

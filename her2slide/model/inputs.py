@@ -26,6 +26,21 @@ def normalise(images: torch.Tensor, io: ModelIO) -> torch.Tensor:
     return (images.float() / 255.0 - mean) / std
 
 
+def detector_stain(slide_stain: StainModel) -> StainModel:
+    """What the haematoxylin input is deconvolved with: the reference stain vectors and the
+    slide's white point.
+
+    Not the slide's estimated vectors: Macenko's estimate takes the extremes of the
+    haematoxylin–DAB plane, so it moves with the DAB itself (3–7° between a real core and the
+    same core with its DAB removed), and through it the haematoxylin every nucleus is found in.
+    The network is trained on vectors a few degrees off the reference (tilted renders, tile
+    estimates), so a lab's own stain is within what it has seen; DAB is measured with the
+    slide's own vectors, as before.
+    """
+    reference = StainModel.default()
+    return StainModel(reference.haematoxylin, reference.dab, slide_stain.white)
+
+
 def stain_rows(stains: list[StainModel]) -> torch.Tensor:
     """(N, 2, 3) float32: per image, the white point and the RGB-OD -> haematoxylin column."""
     return torch.tensor(np.stack([np.stack([s.white, s.unmixing[:, 0]]) for s in stains]), dtype=torch.float32)

@@ -58,10 +58,10 @@ def evaluate_maps(predict: Predictor, tiles: list[Path], tolerance_px: int = 1) 
 
 def network_predictor(model, device) -> Predictor:
     """Predictor running a loaded model on one image (padded to the network's multiple); a v2
-    model's haematoxylin input uses the image's own stain estimate, as a slide's would."""
+    model's haematoxylin input uses the image's own white point, as a slide's would."""
     import torch
 
-    from her2slide.model.inputs import network_inputs, stain_rows
+    from her2slide.model.inputs import detector_stain, network_inputs, stain_rows
     from her2slide.stain import estimate_stain_model
 
     network = model.network.to(device).eval()
@@ -71,7 +71,7 @@ def network_predictor(model, device) -> Predictor:
         m = network.multiple
         padded = np.pad(image, ((0, -h % m), (0, -w % m), (0, 0)), mode="reflect")
         x = torch.from_numpy(padded).permute(2, 0, 1)[None].to(device)
-        rows = stain_rows([estimate_stain_model(image)]).to(device)
+        rows = stain_rows([detector_stain(estimate_stain_model(image))]).to(device)
         with torch.inference_mode():
             prob = torch.sigmoid(network(*network_inputs(x, model.io, rows)))[0, :, :h, :w].cpu().numpy()
         return {c: prob[i] >= 0.5 for i, c in enumerate(model.io.outputs)}

@@ -4,7 +4,7 @@ Every operation works on stain amounts along unit stain vectors (her2slide.stain
 convention), so what is added is what colour deconvolution reads back, and what is left
 alone (the nuclei, their chromatin, the tissue's texture) is the real image's.
 
-- :func:`remove_dab`: the DAB of an IHC image set to zero (skimage ``rgb2hed`` / ``hed2rgb``);
+- :func:`remove_dab`: the DAB of an IHC image set to zero (scikit-image's H–E–DAB deconvolution);
 - :func:`membrane_dab` then :func:`add_dab`: synthetic membrane DAB drawn on the cell
   outlines around real nuclei, added by Beer–Lambert;
 - :func:`he_to_ihc`: an H&E image turned into an unstained IHC counterstain.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.color import hed2rgb, rgb2hed
+from skimage.color import hed2rgb, hed_from_rgb, rgb2hed, rgb_from_hed
 from skimage.segmentation import expand_labels, find_boundaries
 
 from her2slide.cells import label_centroids
@@ -59,19 +59,33 @@ _MIN_FIT_PIXELS = 2000
 _FIT_PIXELS = 250_000
 
 
-def remove_dab(rgb: np.ndarray) -> np.ndarray:
-    """The image with its DAB taken out: colour-deconvolve (``rgb2hed``), set DAB to zero,
-    recompose (``hed2rgb``). uint8 RGB in and out.
+def remove_dab(rgb: np.ndarray, literal: bool = False) -> np.ndarray:
+    """The image with its DAB taken out: colour-deconvolve with scikit-image's haematoxylin /
+    eosin / DAB matrix (Ruifrok–Johnston vectors, white 255), set DAB to zero, recompose.
+    uint8 RGB in and out.
 
-    The recipe of issue 14's stain-invariance test, kept exactly: scikit-image's fixed
-    Ruifrok–Johnston vectors and a white of 255, so anyone can redo it. A pixel without DAB
-    comes back as it was, up to rounding (and the negative stain amounts ``rgb2hed`` clips).
+    ``literal=True`` is issue 14's recipe to the letter, ``hed2rgb(rgb2hed(rgb) with DAB := 0)``.
+    But ``rgb2hed`` clips every negative stain amount to zero before anything is zeroed, so the
+    recomposed image gains haematoxylin and eosin wherever a pixel lay off the H–E–DAB span
+    (most of an IHC slide, which has no eosin): the lavender cast, and a haematoxylin change that
+    is no part of removing the DAB. The default does the same deconvolution without that clip
+    and sets only the positive DAB amounts to zero (a negative amount is a colour off the stain
+    span, not stain), so every pixel without DAB comes back as it was, up to rounding: the same
+    tissue, the same nuclei, only the brown gone.
     """
     out = np.empty_like(rgb)
+    log_adjust = np.log(1e-6)  # scikit-image's scale: stain amounts in its units, as rgb2hed
     for top in range(0, rgb.shape[0], _STRIP_ROWS):  # per pixel: strips keep a whole core's float copies small
-        hed = rgb2hed(rgb[top:top + _STRIP_ROWS])
-        hed[..., 2] = 0.0
-        out[top:top + _STRIP_ROWS] = np.clip(np.rint(hed2rgb(hed) * 255.0), 0, 255).astype(np.uint8)
+        part = rgb[top:top + _STRIP_ROWS]
+        if literal:
+            hed = rgb2hed(part)
+            hed[..., 2] = 0.0
+            out[top:top + _STRIP_ROWS] = np.clip(np.rint(hed2rgb(hed) * 255.0), 0, 255).astype(np.uint8)
+            continue
+        stains = (np.log(np.maximum(part / 255.0, 1e-6)) / log_adjust) @ hed_from_rgb
+        np.minimum(stains[..., 2], 0.0, out=stains[..., 2])  # the brown goes; a negative amount is no stain
+        recomposed = np.exp((stains @ rgb_from_hed) * log_adjust) * 255.0
+        out[top:top + _STRIP_ROWS] = np.clip(np.rint(recomposed), 0, 255).astype(np.uint8)
     return out
 
 
