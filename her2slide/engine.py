@@ -8,9 +8,9 @@ Two segmenters with one interface, in two steps so the pipeline can overlap them
   It is pure and thread-safe, so the pipeline runs it in its measurement threads while the
   stream goes on (``tiles()`` is the two composed, one tile at a time).
 
-- :class:`CnnSegmenter` streams tiles through the cell network: v2 (the default) finds nuclei
-  and tumour epithelium from the haematoxylin channel alone, with the slide's own stain vectors,
-  and membranes from RGB; v1 found all three from RGB (her2slide.model.network). A torch DataLoader
+- :class:`CnnSegmenter` streams tiles through the cell network: v2 finds nuclei (split at its
+  centre map) and tumour epithelium from the haematoxylin amount alone, so cells and their
+  outlines cannot depend on the DAB; v1 found membranes, nuclei and tumour from RGB. A torch DataLoader
   reads and decodes tiles in worker processes (each unpickles the reader and so opens its
   own slide handle), batches are padded with glass, pinned and copied to the GPU without
   blocking, and run under autocast (bf16 where the GPU has it, else fp16) in channels-last
@@ -176,11 +176,11 @@ class CnnSegmenter(_Composed):
         """uint8 (N, 3, H, W) on the device -> float probabilities (N, C, H, W)."""
         import torch
 
-        from her2slide.model.inputs import network_inputs
+        from her2slide.model.inputs import network_input
 
-        inputs = [x.contiguous(memory_format=torch.channels_last) for x in network_inputs(images, self.model.io, rows)]
+        x = network_input(images, self.model.io, rows).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.cuda):
-            return torch.sigmoid(self.network(*inputs).float())
+            return torch.sigmoid(self.network(x).float())
 
     def predict(self, rgb: np.ndarray, stain: StainModel | None = None) -> np.ndarray:
         """Probabilities (C, H, W) float32 for one RGB image (tests and evaluation)."""
@@ -202,11 +202,12 @@ class CnnSegmenter(_Composed):
         h, w = rgb.shape[:2]
         maps = dict(zip(self.model.io.outputs, evidence[:, :h, :w]))
         dab = stain_amounts(rgb, stain)[..., 1]
-        if "centre" not in maps:
+        if not self.model.io.haematoxylin_only:
             return CellMaps(nucleus=maps["nucleus"], membrane=maps["membrane"], tumour=maps["tumour"], dab=dab)
+        # v2: no membrane evidence, so outlines grow from the nuclei within the epithelium, blind to DAB
         nuclei = nuclei_from_centres(maps["nucleus"], maps["centre"], self.settings.tiling.work_mpp)
-        return CellMaps(nucleus=maps["nucleus"], membrane=maps["membrane"], tumour=maps["tumour"], dab=dab,
-                        nuclei=nuclei, nucleus_props=nucleus_props(nuclei))
+        return CellMaps(nucleus=maps["nucleus"], membrane=np.zeros_like(maps["nucleus"]), tumour=maps["tumour"],
+                        dab=dab, nuclei=nuclei, nucleus_props=nucleus_props(nuclei))
 
     def stream(self, reader: SlideReader, plan: TilePlan, stain: StainModel) -> Iterator[StreamedTile]:
         import torch

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         settings = settings.with_model(weights=str(args.model))
     segmenter = make_segmenter(settings)
-    suffix = "" if settings.segmenter == "classical" else ("_v2" if segmenter.model.io.two_branch else "_cnn")
+    suffix = "" if settings.segmenter == "classical" else ("_v2" if segmenter.model.io.haematoxylin_only else "_cnn")
     args.images.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in sorted(args.data.glob("*.jpg")):

@@ -13,14 +13,14 @@ from her2slide.config import Settings
 from her2slide.engine import CnnSegmenter
 from her2slide.errors import InputError
 from her2slide.model.checkpoint import INPUTS_V2, OUTPUTS_V2, ModelIO, build_network, load_weights, save_weights
-from her2slide.model.inputs import haematoxylin, network_inputs, stain_rows
+from her2slide.model.inputs import detector_stain, haematoxylin, network_input, stain_rows
 from her2slide.model.targets import centre_map, v2_targets
-from her2slide.model.train import _copy_membrane_branch, loss_fn
+from her2slide.model.train import loss_fn
 from her2slide.stain import StainModel, compose_rgb, stain_amounts
 
-from test_model import one_torch_thread, save_tiny_model  # noqa: F401  (an autouse fixture)
+from test_model import one_torch_thread  # noqa: F401  (an autouse fixture)
 
-TINY_V2 = ModelIO(widths=(4, 8, 16), nucleus_widths=(4, 8, 16), inputs=INPUTS_V2, outputs=OUTPUTS_V2)
+TINY_V2 = ModelIO(widths=(4, 8, 16), inputs=INPUTS_V2, outputs=OUTPUTS_V2)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -38,19 +38,22 @@ def test_haematoxylin_input_is_the_deconvolution_the_pipeline_uses() -> None:
     np.testing.assert_allclose(got, stain_amounts(rgb, stain)[..., 0], atol=1e-5)
 
 
-def test_dab_along_the_slides_vector_does_not_reach_the_nucleus_branch() -> None:
+def test_dab_does_not_reach_the_v2_input() -> None:
     """Detection cannot see DAB by construction: the same haematoxylin with and without a strong
-    membrane of DAB gives the same input, up to 8-bit rounding."""
+    membrane of DAB gives the same input, up to 8-bit rounding; and the input is deconvolved with
+    the reference vectors, not the slide's DAB-dependent estimate (only its white point is used)."""
     stain = _tilted_stain()
     yy, xx = np.mgrid[:64, :64]
     h = 0.25 * (((yy - 32) ** 2 + (xx - 20) ** 2) < 60) + 0.05
     membrane = 0.9 * (np.abs(xx - 40) < 2)
-    plain = compose_rgb(h.astype(np.float32), np.zeros_like(h, np.float32), stain)
-    stained = compose_rgb(h.astype(np.float32), membrane.astype(np.float32), stain)
+    reference = detector_stain(stain)
+    assert np.allclose(reference.haematoxylin, StainModel.default().haematoxylin)
+    assert np.array_equal(reference.white, stain.white)
+    plain = compose_rgb(h.astype(np.float32), np.zeros_like(h, np.float32), reference)
+    stained = compose_rgb(h.astype(np.float32), membrane.astype(np.float32), reference)
     assert np.abs(stained.astype(int) - plain).max() > 60  # the membrane is plainly brown
-    io = TINY_V2
-    rows = stain_rows([stain])
-    a, b = (network_inputs(torch.from_numpy(x).permute(2, 0, 1)[None], io, rows)[1] * io.haematoxylin_scale
+    rows = stain_rows([reference])
+    a, b = (network_input(torch.from_numpy(x).permute(2, 0, 1)[None], TINY_V2, rows) * TINY_V2.haematoxylin_scale
             for x in (plain, stained))
     assert float((a - b).abs().max()) < 0.02
 
@@ -84,24 +87,24 @@ def test_v2_targets_come_from_the_instances() -> None:
     nuclei = np.zeros((8, 8), np.int32)
     nuclei[2:6, 2:6] = 1
     target = np.zeros((3, 8, 8), np.float32)
+    target[2, :4] = 1.0  # tumour
     target, valid = v2_targets(target, np.array([True, False, True]), nuclei)
-    assert valid.tolist() == [True, True, True, True]
-    assert (target[1] == (nuclei > 0)).all() and target[3].max() == 1.0
+    assert valid.tolist() == [True, True, True]
+    assert (target[0] == (nuclei > 0)).all() and target[1, :4].all() and target[2].max() == 1.0
     _, valid = v2_targets(np.zeros((3, 8, 8), np.float32), np.array([True, True, False]), None)
-    assert valid.tolist() == [True, True, False, False]
+    assert valid.tolist() == [True, False, False]
 
 
 def test_dice_is_not_applied_to_the_soft_centre_channel() -> None:
     torch.manual_seed(0)
-    logits = torch.randn(2, 4, 16, 16)
-    target = (torch.rand(2, 4, 16, 16) > 0.5).float()
-    valid = torch.ones(2, 4, dtype=torch.bool)
-    pos_weight = torch.ones(4)
-    only_centre = valid.clone()
-    only_centre[:, :3] = False
+    logits = torch.randn(2, 3, 16, 16)
+    target = (torch.rand(2, 3, 16, 16) > 0.5).float()
+    only_centre = torch.zeros(2, 3, dtype=torch.bool)
+    only_centre[:, 2] = True
     # a centre-only loss is the BCE alone: no Dice term was added
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 3], target[:, 3])
-    assert loss_fn(logits, target, only_centre, pos_weight).item() == pytest.approx(expected.item(), rel=1e-5)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 2], target[:, 2])
+    got = loss_fn(logits, target, only_centre, torch.ones(3), dice_channels=2)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_v2_weights_round_trip_and_v1_stays_loadable(tmp_path: Path) -> None:
@@ -109,15 +112,15 @@ def test_v2_weights_round_trip_and_v1_stays_loadable(tmp_path: Path) -> None:
     network = build_network(TINY_V2).eval()
     save_weights(tmp_path / "v2.pt", network, TINY_V2, {"note": "test"})
     loaded = load_weights(tmp_path / "v2.pt")
-    assert loaded.io.two_branch and tuple(loaded.io.outputs) == OUTPUTS_V2
+    assert loaded.io.haematoxylin_only and tuple(loaded.io.outputs) == OUTPUTS_V2
     x = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
     rows = stain_rows([StainModel.default()])
     with torch.inference_mode():
-        a = network(*network_inputs(x, TINY_V2, rows))
-        b = loaded.network(*network_inputs(x, loaded.io, rows))
-    assert a.shape == (1, 4, 32, 32) and torch.equal(a, b)
+        a = network(network_input(x, TINY_V2, rows))
+        b = loaded.network(network_input(x, loaded.io, rows))
+    assert a.shape == (1, 3, 32, 32) and torch.equal(a, b)
     v1 = load_weights(REPO / "models" / "her2slide-membrane-v1.pt")
-    assert not v1.io.two_branch and tuple(v1.io.outputs) == ("membrane", "nucleus", "tumour")
+    assert not v1.io.haematoxylin_only and tuple(v1.io.outputs) == ("membrane", "nucleus", "tumour")
 
 
 def test_a_weights_file_with_unknown_inputs_is_refused(tmp_path: Path) -> None:
@@ -125,18 +128,6 @@ def test_a_weights_file_with_unknown_inputs_is_refused(tmp_path: Path) -> None:
     save_weights(tmp_path / "odd.pt", build_network(ModelIO(widths=(4, 8, 16))), odd, {})
     with pytest.raises(InputError, match="inputs"):
         load_weights(tmp_path / "odd.pt")
-
-
-def test_membrane_branch_copied_from_v1_gives_v1s_membrane_map(tmp_path: Path) -> None:
-    v1 = load_weights(save_tiny_model(tmp_path / "v1.pt"))
-    io = ModelIO(widths=(4, 8, 16), nucleus_widths=(4, 8), inputs=INPUTS_V2, outputs=OUTPUTS_V2)
-    network = build_network(io).eval()
-    _copy_membrane_branch(v1, network)
-    x = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
-    with torch.inference_mode():
-        expected = v1.network.eval()(*network_inputs(x, v1.io))[:, :1]
-        got = network(*network_inputs(x, io, stain_rows([StainModel.default()])))[:, :1]
-    torch.testing.assert_close(got, expected)
 
 
 def test_the_segmenter_turns_a_v2_model_into_nucleus_instances(tmp_path: Path) -> None:
@@ -147,4 +138,5 @@ def test_the_segmenter_turns_a_v2_model_into_nucleus_instances(tmp_path: Path) -
     maps = segmenter.segment(rgb, StainModel.default())
     assert maps.nuclei is not None and maps.nuclei.shape == (48, 56) and maps.nuclei.dtype == np.int32
     assert maps.nucleus_props is not None and len(maps.nucleus_props["label"]) == len(np.unique(maps.nuclei)) - 1
-    assert maps.membrane.shape == maps.nucleus.shape == maps.tumour.shape == (48, 56)
+    assert maps.nucleus.shape == maps.tumour.shape == (48, 56)
+    assert not maps.membrane.any()  # v2 outlines never follow the DAB

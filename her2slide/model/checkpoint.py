@@ -18,17 +18,19 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from her2slide.errors import InputError
-from her2slide.model.network import CellNet, UNet
+from her2slide.model.network import UNet
 from her2slide.provenance import file_sha256
 
 FORMAT = "her2slide-membrane/1"
-#: Maps every model gives the cell measurement. v1 networks give exactly these, from RGB.
+#: v1: membrane, nucleus and tumour maps from RGB.
 OUTPUTS = ("membrane", "nucleus", "tumour")
-#: v2 (:class:`CellNet`) adds each nucleus's normalised distance to its edge, to split touching nuclei.
-OUTPUTS_V2 = (*OUTPUTS, "centre")
-#: Network inputs: v1 sees RGB; v2's nucleus branch sees the haematoxylin amount alone.
 INPUTS_V1 = ("rgb",)
-INPUTS_V2 = ("rgb", "haematoxylin")
+#: v2: nucleus and tumour maps and each nucleus's normalised distance to its own edge (``centre``,
+#: which splits touching nuclei), from the haematoxylin amount alone. No membrane map: a cell's
+#: outline is grown from its nucleus within the epithelium, so neither which cells exist nor where
+#: their outlines run can move with the DAB that is then measured on them.
+OUTPUTS_V2 = ("nucleus", "tumour", "centre")
+INPUTS_V2 = ("haematoxylin",)
 
 
 class ModelIO(BaseModel):
@@ -44,30 +46,29 @@ class ModelIO(BaseModel):
     std: tuple[float, float, float] = (0.15, 0.17, 0.13)
     outputs: tuple[str, ...] = OUTPUTS
     widths: tuple[int, ...] = (8, 16, 32, 64)
-    inputs: tuple[str, ...] = Field(INPUTS_V1, description="rgb: v1 single network; rgb + haematoxylin: v2 CellNet")
-    nucleus_widths: tuple[int, ...] = Field((16, 32, 48, 64), description="v2: widths of the haematoxylin branch")
+    inputs: tuple[str, ...] = Field(INPUTS_V1, description="rgb (v1) or haematoxylin (v2)")
     haematoxylin_scale: float = Field(0.25, gt=0, description="v2: haematoxylin OD that maps to 1.0 at the input")
 
     @property
-    def two_branch(self) -> bool:
-        """A v2 model: nuclei and tumour from haematoxylin, membranes from RGB."""
+    def haematoxylin_only(self) -> bool:
+        """A v2 model: it sees the haematoxylin amount, never the RGB (so never the DAB)."""
         return tuple(self.inputs) == INPUTS_V2
-    inputs: tuple[str, ...] = Field(INPUTS_V1, description="rgb: v1 single network; rgb + haematoxylin: v2 CellNet")
-    nucleus_widths: tuple[int, ...] = Field((16, 32, 48, 64), description="v2: widths of the haematoxylin branch")
+    inputs: tuple[str, ...] = Field(INPUTS_V1, description="rgb (v1) or haematoxylin (v2)")
     haematoxylin_scale: float = Field(0.25, gt=0, description="v2: haematoxylin OD that maps to 1.0 at the input")
 
     @property
-    def two_branch(self) -> bool:
-        """A v2 model: nuclei and tumour from haematoxylin, membranes from RGB."""
+    def haematoxylin_only(self) -> bool:
+        """A v2 model: it sees the haematoxylin amount, never the RGB (so never the DAB)."""
         return tuple(self.inputs) == INPUTS_V2
 
 
-Network = UNet | CellNet
+#: The v2 model: a wider U-Net (the nuclei of real tissue need it) on the haematoxylin amount.
+V2_IO = ModelIO(inputs=INPUTS_V2, outputs=OUTPUTS_V2, widths=(16, 32, 48, 64))
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    network: Network
+    network: UNet
     io: ModelIO
     sha256: str
     path: Path
@@ -78,17 +79,15 @@ class LoadedModel:
         return self.path.stem
 
 
-def build_network(io: ModelIO) -> Network:
-    if io.two_branch:
-        return CellNet(membrane_widths=io.widths, nucleus_widths=io.nucleus_widths)
-    return UNet(widths=io.widths, out_channels=len(io.outputs))
+def build_network(io: ModelIO) -> UNet:
+    return UNet(widths=io.widths, out_channels=len(io.outputs), in_channels=1 if io.haematoxylin_only else 3)
 
 
 def expected_outputs(io: ModelIO) -> tuple[str, ...]:
-    return OUTPUTS_V2 if io.two_branch else OUTPUTS
+    return OUTPUTS_V2 if io.haematoxylin_only else OUTPUTS
 
 
-def save_weights(path: Path, network: Network, io: ModelIO, training: dict[str, Any]) -> str:
+def save_weights(path: Path, network: UNet, io: ModelIO, training: dict[str, Any]) -> str:
     """Write weights and their ``.sha256`` atomically; returns the checksum."""
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train or fine-tune the cell CNN (synthetic data, real nuclei, a lab's own)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder (resumes if it holds a checkpoint)")
     parser.add_argument("--architecture", choices=("v2", "v1"), default="v2",
-                        help="v2: nuclei and tumour from haematoxylin alone, membranes from RGB; v1: one RGB network")
+                        help="v2: nuclei, tumour and nucleus centres from haematoxylin alone; v1: membrane, nuclei, tumour from RGB")
     parser.add_argument("--steps", type=int, default=800, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=8, help="samples per step")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
@@ -29,9 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--real-weight", type=float, default=0.5, help="share of samples drawn from the real nuclei")
     parser.add_argument("--families", nargs="*", default=[], metavar="NAME",
                         help="synthetic style families to train on (default: the generator's calibrated look)")
-    parser.add_argument("--membrane-init", type=Path, metavar="WEIGHTS",
-                        help="v2: start the membrane branch from these v1 weights")
-    parser.add_argument("--freeze-membrane", action="store_true", help="v2: keep the membrane branch as initialised")
+
     parser.add_argument("--synthetic-tiles", type=int, default=400, help="size of the synthetic tile pool (0: lab data only)")
     parser.add_argument("--validation-tiles", type=int, default=120)
     parser.add_argument("--tile-cache", type=Path, default=Path("runs/tiles"), help="where synthetic tiles are cached")
@@ -53,8 +51,7 @@ def _run(args: argparse.Namespace) -> int:
                          synthetic_tiles=args.synthetic_tiles, validation_tiles=args.validation_tiles,
                          tile_cache=args.tile_cache, lab_tiles=args.lab_tiles, qupath=args.qupath,
                          init=args.init, device=args.device, workers=args.workers, architecture=args.architecture,
-                         real_nuclei=args.real_nuclei, real_weight=args.real_weight, families=tuple(args.families),
-                         membrane_init=args.membrane_init, train_membrane=not args.freeze_membrane)
+                         real_nuclei=args.real_nuclei, real_weight=args.real_weight, families=tuple(args.families))
     try:
         train(config, log=lambda line: print(line, flush=True))
     except InputError as exc:

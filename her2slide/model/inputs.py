@@ -1,8 +1,7 @@
 """What a network sees: the one function that turns uint8 images into network inputs.
 
-Training and inference both call :func:`network_inputs`, so a model can never be trained on
-one preprocessing and run on another. A v2 model's nucleus branch sees only the haematoxylin
-amount, computed here from the RGB pixels with the slide's own stain vectors and white point
+Training and inference both call :func:`network_input`, so a model can never be trained on
+one preprocessing and run on another. A v2 model sees only the haematoxylin amount, computed here from the RGB pixels with the slide's own stain vectors and white point
 (the same deconvolution as :func:`her2slide.stain.stain_amounts`, in torch so it runs on the
 GPU beside the network).
 """
@@ -55,14 +54,13 @@ def haematoxylin(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nchw,nc->nhw", od, rows[:, 1]).clamp(min=0.0)[:, None]
 
 
-def network_inputs(images: torch.Tensor, io: ModelIO, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-    """The arguments of the network's forward for uint8 images (N, 3, H, W).
+def network_input(images: torch.Tensor, io: ModelIO, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """The network's input for uint8 images (N, 3, H, W).
 
-    v1: the standardised RGB. v2: that, and the haematoxylin amount scaled by
+    v1: the standardised RGB. v2: the haematoxylin amount alone, scaled by
     ``io.haematoxylin_scale``; ``rows`` are the images' stain rows (:func:`stain_rows`)."""
-    rgb = normalise(images, io)
-    if not io.two_branch:
-        return (rgb,)
+    if not io.haematoxylin_only:
+        return normalise(images, io)
     if rows is None:
-        raise ValueError("a two-branch model needs the stain rows of its images")
-    return rgb, haematoxylin(images, rows) / io.haematoxylin_scale
+        raise ValueError("a haematoxylin model needs the stain rows of its images")
+    return haematoxylin(images, rows) / io.haematoxylin_scale

@@ -61,7 +61,7 @@ def network_predictor(model, device) -> Predictor:
     model's haematoxylin input uses the image's own white point, as a slide's would."""
     import torch
 
-    from her2slide.model.inputs import detector_stain, network_inputs, stain_rows
+    from her2slide.model.inputs import detector_stain, network_input, stain_rows
     from her2slide.stain import estimate_stain_model
 
     network = model.network.to(device).eval()
@@ -73,7 +73,7 @@ def network_predictor(model, device) -> Predictor:
         x = torch.from_numpy(padded).permute(2, 0, 1)[None].to(device)
         rows = stain_rows([detector_stain(estimate_stain_model(image))]).to(device)
         with torch.inference_mode():
-            prob = torch.sigmoid(network(*network_inputs(x, model.io, rows)))[0, :, :h, :w].cpu().numpy()
+            prob = torch.sigmoid(network(network_input(x, model.io, rows)))[0, :, :h, :w].cpu().numpy()
         return {c: prob[i] >= 0.5 for i, c in enumerate(model.io.outputs)}
 
     return predict

@@ -1,8 +1,8 @@
-"""The networks: a compact U-Net, and the two-branch cell network built from two of them.
+"""The network: a compact U-Net.
 
-v1 (``UNet`` on RGB) predicts membrane, nucleus and tumour maps. v2 (:class:`CellNet`) keeps
-such a U-Net for the membranes only and decides which cells exist from the haematoxylin
-channel alone (see its docstring). Small on purpose: it has to train on a 2-core CPU within an hour and run at tens of
+v1 runs it on RGB and predicts membrane, nucleus and tumour maps. v2 runs it on the
+haematoxylin amount alone and predicts nucleus, tumour and centre maps (her2slide.model.checkpoint),
+so nothing it decides can depend on the DAB. Small on purpose: it has to train on a 2-core CPU within an hour and run at tens of
 megapixels per second on one GPU, so the arithmetic per pixel is kept to ~6 000
 multiply-adds. Membranes are 1–3 px wide at 0.5 µm/px, so the output stays at full
 resolution; four levels give a receptive field of ~65 px (~32 µm, about two cell
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 
-import torch
+import torch  # noqa: F401  (type hints)
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -53,34 +53,6 @@ class UNet(nn.Module):
             x = F.interpolate(project(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = decoder(x + skip)
         return self.head(x)
-
-
-class CellNet(nn.Module):
-    """Cell network v2: which cells exist is decided without DAB, by construction.
-
-    - ``nuclei``: a U-Net whose only input is the haematoxylin amount of colour deconvolution
-      (per-slide stain vectors), so the DAB it is blind to cannot move a nucleus in or out. It
-      predicts ``nucleus`` (foreground), ``tumour`` (epithelium) and ``centre`` (each nucleus's
-      distance to its own edge over its largest such distance: 1 at the centre, 0 at the edge),
-      which splits touching nuclei where a foreground map cannot (Naylor et al., IEEE TMI 2019).
-    - ``membrane``: a U-Net on the full RGB image that only says where membranes run. It shapes
-      the outlines the DAB is measured on; it never decides whether a cell exists.
-
-    ``forward(rgb, haematoxylin)`` returns logits in the order membrane, nucleus, tumour, centre.
-    """
-
-    def __init__(self, membrane_widths: tuple[int, ...] = (8, 16, 32, 64),
-                 nucleus_widths: tuple[int, ...] = (16, 32, 48, 64)) -> None:
-        super().__init__()
-        self.membrane = UNet(membrane_widths, out_channels=1, in_channels=3)
-        self.nuclei = UNet(nucleus_widths, out_channels=3, in_channels=1)
-
-    @property
-    def multiple(self) -> int:
-        return max(self.membrane.multiple, self.nuclei.multiple)
-
-    def forward(self, rgb: torch.Tensor, haematoxylin: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.membrane(rgb), self.nuclei(haematoxylin)], dim=1)
 
 
 def fused_for_inference(network: nn.Module) -> nn.Module:

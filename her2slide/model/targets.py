@@ -33,16 +33,14 @@ def centre_map(nuclei: np.ndarray) -> np.ndarray:
 
 
 def v2_targets(target: np.ndarray, valid: np.ndarray, nuclei: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(4, H, W) targets and (4,) validity in OUTPUTS_V2 order from a sample's (membrane,
-    nucleus, tumour) targets and, where annotated, its nucleus instances. Without instances
-    the nucleus mask is kept and the centre channel is unannotated."""
-    h, w = target.shape[1:]
-    out = np.zeros((len(OUTPUTS_V2), h, w), np.float32)
-    out[:3] = target
-    flags = np.zeros(len(OUTPUTS_V2), bool)
-    flags[:3] = valid
+    """(3, H, W) targets and (3,) validity in OUTPUTS_V2 order (nucleus, tumour, centre) from a
+    sample's (membrane, nucleus, tumour) targets and, where annotated, its nucleus instances.
+    Without instances the nucleus mask is kept and the centre channel is unannotated."""
+    out = np.zeros((len(OUTPUTS_V2), *target.shape[1:]), np.float32)
+    out[0], out[1] = target[1], target[2]
+    flags = np.array([valid[1], valid[2], False])
     if nuclei is not None:
-        out[1] = nuclei > 0
-        out[3] = centre_map(nuclei)
-        flags[1] = flags[3] = True
+        out[0] = nuclei > 0
+        out[2] = centre_map(nuclei)
+        flags[0] = flags[2] = True
     return out, flags

@@ -20,10 +20,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from her2slide.errors import InputError
-from her2slide.model.checkpoint import INPUTS_V2, OUTPUTS, OUTPUTS_V2, ModelIO, build_network, load_weights, save_weights
+from her2slide.model.checkpoint import OUTPUTS, V2_IO, ModelIO, build_network, load_weights, save_weights
 from her2slide.model.data import Augment, lab_samples, qupath_samples
 from her2slide.model.dab import paint_dab
-from her2slide.model.inputs import network_inputs, stain_rows
+from her2slide.model.inputs import network_input, stain_rows
 from her2slide.model.metrics import evaluate_maps, network_predictor
 from her2slide.model.real_nuclei import real_nuclei_source
 from her2slide.model.sources import Source, input_stain, pick, sample_source, tile_source
@@ -34,7 +34,7 @@ from her2slide.outputs.atomic import write_json_atomic
 @dataclass
 class TrainConfig:
     out: Path
-    architecture: str = "v2"  # v2: CellNet (nuclei/tumour from haematoxylin); v1: one U-Net on RGB
+    architecture: str = "v2"  # v2: nucleus/tumour/centre maps from haematoxylin alone; v1: membrane/nucleus/tumour from RGB
     steps: int = 800
     batch: int = 8
     lr: float = 3e-3
@@ -50,8 +50,6 @@ class TrainConfig:
     qupath: list[tuple[Path, Path]] = field(default_factory=list)  # (slide, cells.geojson)
     lab_weight: float = 0.5  # share of each batch drawn from lab data when there is any
     init: Path | None = None  # fine-tune from these weights
-    membrane_init: Path | None = None  # v2: start the membrane branch from these v1 weights
-    train_membrane: bool = True  # v2: False keeps the membrane branch as initialised
     dab_probability: float = 0.5  # v2: share of samples given extra synthetic DAB
     device: str = "auto"
     workers: int = 1
@@ -75,7 +73,7 @@ class _Samples(Dataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, k])
         out = self.augment(pick(self.sources, rng).draw(rng), rng)
-        if not self.io.two_branch:
+        if not self.io.haematoxylin_only:
             return (torch.from_numpy(out.image).permute(2, 0, 1), torch.zeros(2, 3), torch.from_numpy(out.target),
                     torch.from_numpy(out.valid))
         image = out.image
@@ -123,10 +121,7 @@ def train(config: TrainConfig, log=print) -> dict:
     network, io = _initial_network(config)
     sources, val_tiles = _sources(config, io, log)
     network = network.to(device).to(memory_format=torch.channels_last)
-    frozen = io.two_branch and not config.train_membrane
-    if frozen:
-        network.membrane.requires_grad_(False)
-    optimiser = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=config.lr, weight_decay=1e-4)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps,
                                                    pct_start=0.1)
     start_step = _resume(out / "checkpoint.pt", network, optimiser, schedule)
@@ -136,21 +131,15 @@ def train(config: TrainConfig, log=print) -> dict:
     loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=config.batch, shuffle=False,
                         num_workers=config.workers, pin_memory=device.type == "cuda",
                         persistent_workers=config.workers > 0)
-    pos_weight = torch.tensor([config.membrane_pos_weight] + [1.0] * (len(io.outputs) - 1), device=device)
+    pos_weight = torch.tensor([config.membrane_pos_weight if c == "membrane" else 1.0 for c in io.outputs], device=device)
+    dice_channels = sum(c != "centre" for c in io.outputs)
     network.train()
-    if frozen:
-        network.membrane.eval()  # its BatchNorm statistics stay those it was trained with
     started = time.perf_counter()
     with open(out / "train_log.jsonl", "a") as log_file:
         for step, (images, rows, target, valid) in enumerate(loader, start=start_step + 1):
             images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            inputs = network_inputs(images, io, rows.to(device))
-            if frozen:  # the membrane branch is not trained: skip its forward pass (a third of the cost)
-                logits = network.nuclei(inputs[1])
-                loss = loss_fn(logits, target[:, 1:].to(device), valid[:, 1:].to(device), pos_weight[1:],
-                               dice_channels=2)
-            else:
-                loss = loss_fn(network(*inputs), target.to(device), valid.to(device), pos_weight)
+            logits = network(network_input(images, io, rows.to(device)))
+            loss = loss_fn(logits, target.to(device), valid.to(device), pos_weight, dice_channels)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -175,29 +164,12 @@ def train(config: TrainConfig, log=print) -> dict:
 
 
 def _initial_network(config: TrainConfig):
-    """The network to start from and its I/O configuration: a fine-tuned model keeps its own;
-    a new v2 may take its membrane branch from v1 weights."""
+    """The network to start from and its I/O configuration: a fine-tuned model keeps its own."""
     if config.init is not None:
         model = load_weights(config.init)
         return model.network, model.io
-    io = ModelIO(inputs=INPUTS_V2, outputs=OUTPUTS_V2) if config.architecture == "v2" else ModelIO()
-    network = build_network(io)
-    if config.membrane_init is not None:
-        if not io.two_branch:
-            raise InputError(config.membrane_init, "--membrane-init applies to a v2 network only")
-        _copy_membrane_branch(load_weights(config.membrane_init), network)
-    return network, io
-
-
-def _copy_membrane_branch(v1, network) -> None:
-    """Copy a v1 network into a v2 membrane branch: everything but the head's nucleus and
-    tumour channels, which the branch does not have."""
-    if v1.io.two_branch or tuple(v1.io.widths) != tuple(network.membrane.encoders[i][0][0].out_channels
-                                                       for i in range(len(network.membrane.encoders))):
-        raise InputError(v1.path, "membrane weights must be a v1 model with the same widths")
-    state = v1.network.state_dict()
-    state["head.weight"], state["head.bias"] = state["head.weight"][:1], state["head.bias"][:1]
-    network.membrane.load_state_dict(state)
+    io = V2_IO if config.architecture == "v2" else ModelIO()
+    return build_network(io), io
 
 
 def _sources(config: TrainConfig, io: ModelIO, log) -> tuple[list[Source], list[Path]]:
@@ -221,7 +193,7 @@ def _sources(config: TrainConfig, io: ModelIO, log) -> tuple[list[Source], list[
     if lab:
         sources.append(sample_source("lab", lab, config.lab_weight))
     if config.real_nuclei is not None:
-        if not io.two_branch:
+        if not io.haematoxylin_only:
             raise InputError(config.real_nuclei, "real nucleus sets train a v2 network only")
         sources.append(real_nuclei_source(config.real_nuclei, io.input_mpp, config.real_weight, cache))
     if not sources:
