@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
+from her2slide import signoff
 from her2slide.config import Settings
 from her2slide.errors import InputError, UnsuitableSlideError
 from her2slide.outputs.atomic import write_json_atomic
@@ -40,7 +41,7 @@ FAILED = "failed.json"
 CLASSES = ("0", "1+", "2+", "3+")
 SUMMARY_COLUMNS = ("slide", "path", "run_status", "reason", "score", "status", "category", "criteria",
                    "cells_total", *(f"percent_{c}" for c in CLASSES), "pattern", "qc_verdict", "qc_flags",
-                   "seconds", "out_dir")
+                   "seconds", "out_dir", *signoff.SUMMARY_COLUMNS)
 #: Dask topic on which workers announce the slide they start, so the driver can log it live.
 START_TOPIC = "her2slide-batch-start"
 
@@ -483,7 +484,7 @@ def summary_rows(jobs: Sequence[SlideJob], results: Sequence[SlideResult | None]
         row.update(slide=job.name, path=str(job.path), run_status=result.outcome, reason=result.reason or None)
         report = read_record(folder, "report.json") if result.outcome in ("scored", "skipped") else None
         if report is not None:
-            row.update(_report_columns(report), out_dir=str(folder))
+            row.update(_report_columns(report), out_dir=str(folder), **signoff.summary_columns(folder))
         elif result.outcome == "failed":
             row["seconds"] = result.seconds
         rows.append(row)

@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     from her2slide.model.cli import add_parser as add_train
     from her2slide.scoring.cli import add_parser as add_ish
     from her2slide.synth.cli import add_parser as add_synth
+    from her2slide.viewer.cli import add_parser as add_view
 
     parser = argparse.ArgumentParser(prog="her2slide", description="Whole-slide HER2 IHC scoring (ASCO/CAP).")
     parser.add_argument("--version", action="version", version=f"her2slide {__version__}")
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_calibrate(sub)
     add_train(sub)
     add_context(sub)
+    add_view(sub)
     return parser
 
 

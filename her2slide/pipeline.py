@@ -18,11 +18,14 @@ from her2slide.engine import Segmenter, make_segmenter
 from her2slide.outputs.atomic import staged_folder, write_json_atomic
 from her2slide.outputs.cells_table import CellTableWriter
 from her2slide.outputs.geojson import CellGeoJsonWriter
+from her2slide.outputs.qc_blocks import QcBlockWriter
+from her2slide.outputs.roi_file import write_roi_geojson
 from her2slide.outputs.slide_outputs import write_review_outputs
 from her2slide.provenance import code_version, file_sha256
 from her2slide.qc import SlideQc, qc_context
 from her2slide.region_maps import HeterogeneityResult, RegionMaps
 from her2slide.roi import load_roi
+from her2slide.signoff import SIGNOFF_FILE
 from her2slide.scoring import CELL_CLASSES, Criteria, score_slide
 from her2slide.slide import TilePlan, check_suitability, detect_tissue, open_slide, plan_tiles, SlideReader
 from her2slide.stain import StainModel
@@ -89,11 +92,12 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
     destination = Path(out_root) / path.stem
     segmenter = segmenter or make_segmenter(settings)
     input_sha256 = file_sha256(path)
-    with staged_folder(destination) as staging:
+    with staged_folder(destination, keep=(SIGNOFF_FILE,)) as staging:
         grid = RegionGrid(reader.dimensions[0] * reader.mpp, reader.dimensions[1] * reader.mpp, reader.mpp, settings)
-        slide_qc = SlideQc(qc_context(mask, reader.mpp, region, stain, sample, settings), region, stain, settings,
-                           on_excluded=grid.add_excluded)
-        with CellGeoJsonWriter(staging / "cells.geojson.gz", id_seed=input_sha256) as geojson:
+        with CellGeoJsonWriter(staging / "cells.geojson.gz", id_seed=input_sha256) as geojson, \
+                QcBlockWriter(staging / "qc_excluded.parquet") as qc_blocks:
+            slide_qc = SlideQc(qc_context(mask, reader.mpp, region, stain, sample, settings), region, stain, settings,
+                               on_excluded=grid.add_excluded, on_tile_qc=qc_blocks.append)
             classes, xy_um, t = _measure_all_tiles(reader, plan, stain, settings, segmenter, staging / "cells.parquet",
                                                    timer, t, sinks=[grid.add, geojson.append], screen=slide_qc)
             if len(classes) == 0 and not any(slide_qc.tally.removed.values()):
@@ -128,6 +132,8 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
         }
         report["decision_support"] = decision_support(report)
         t = timer.lap("report", t)
+        if region is not None:
+            write_roi_geojson(staging / "roi.geojson", region)
         write_review_outputs(staging, reader, report, maps, heterogeneity, settings)
         timer.lap("maps_and_review", t)
         report["timings"] = {**timer.seconds, "total": round(time.perf_counter() - start, 3)}

@@ -479,3 +479,18 @@ def test_killed_batch_resumes_without_redoing_or_corrupting(cohort: list[Path], 
     for source in slides:
         assert file_sha256(source) == json.loads((out / source.stem / DONE).read_text())["fingerprint"]["input_sha256"]
     assert not list(out.glob(".*partial*"))
+
+
+# --- sign-off ----------------------------------------------------------------------------------
+
+def test_summary_carries_the_pathologists_signoff(stub: StubPipeline, inputs: list[Path], tmp_path: Path) -> None:
+    from her2slide.signoff import sign_off
+
+    out = tmp_path / "out"
+    run_batch(jobs_of(inputs[:2]), out, Settings())
+    sign_off(out / "a", "Dr Ada", score="2+", note="membranes complete at 20x")
+    run_batch(jobs_of(inputs[:2]), out, Settings())  # a rerun skips both slides and refreshes the table
+    rows = summary(out)
+    assert (rows[0]["signoff_score"], rows[0]["signoff_category"], rows[0]["signoff_reviewer"],
+            rows[0]["signoff_state"]) == ("2+", "equivocal", "Dr Ada", "signed")
+    assert rows[1]["signoff_score"] == rows[1]["signoff_state"] == ""

@@ -17,8 +17,12 @@ from typing import Iterator
 
 
 @contextmanager
-def staged_folder(destination: Path) -> Iterator[Path]:
-    """Yield a staging folder; on success it replaces ``destination`` in one rename."""
+def staged_folder(destination: Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a staging folder; on success it replaces ``destination`` in one rename.
+
+    ``keep``: files of the previous ``destination`` copied into the new one (a pathologist's
+    sign-off history must survive a re-score); copied, not moved, so a crash loses nothing.
+    """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     for stale in destination.parent.glob(f".{destination.name}.partial-*"):
@@ -29,6 +33,9 @@ def staged_folder(destination: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    for name in keep:
+        if (destination / name).is_file() and not (staging / name).exists():
+            shutil.copy2(destination / name, staging / name)
     if destination.exists():
         retired = destination.parent / f".{destination.name}.partial-old"
         shutil.rmtree(retired, ignore_errors=True)

@@ -34,7 +34,7 @@ COMPLETENESS_BINS = np.linspace(0.0, 1.0, 21)
 DAB_BINS = np.linspace(0.0, 1.2, 25)
 
 #: Caption, unit and fixed display range (None: the map's own maximum) of every float map.
-_MAP_INFO: dict[str, tuple[str, str, float | None]] = {
+MAP_INFO: dict[str, tuple[str, str, float | None]] = {
     "fraction_0": ("share of cells scored 0", "", 1.0),
     "fraction_1+": ("share of cells scored 1+", "", 1.0),
     "fraction_2+": ("share of cells scored 2+", "", 1.0),
@@ -44,6 +44,15 @@ _MAP_INFO: dict[str, tuple[str, str, float | None]] = {
     "cell_density": ("tumour cell density", " /mm²", None),
     "excluded": ("excluded area (QC / ROI)", "", 1.0),
 }
+
+
+def map_style(name: str, values: np.ndarray) -> tuple[str, str, float]:
+    """Caption, unit and top of the display range (0 to top) of the float map ``name``."""
+    caption, unit, top = MAP_INFO[name]
+    if top is None:
+        finite = values[np.isfinite(values)]
+        top = (float(finite.max()) if finite.size else 1.0) or 1.0
+    return caption, unit, top
 
 
 def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity: HeterogeneityResult,
@@ -189,13 +198,11 @@ def _maps(maps: RegionMaps, extent: tuple[float, float, float, float], shape: tu
                      for v, n in SCORE_NAMES.items())
     figures = [_figure("local score (the slide rules applied to each region)",
                        label_rgba(maps.labels["local_score_class"], colours), place, shape, outline, legend)]
-    layers = {name: maps.channels[name] for name in CHANNELS if name in _MAP_INFO}
+    layers = {name: maps.channels[name] for name in CHANNELS if name in MAP_INFO}
     if maps.excluded is not None:
         layers["excluded"] = maps.excluded
     for name, values in layers.items():
-        caption, unit, top = _MAP_INFO[name]
-        finite = values[np.isfinite(values)]
-        top = top if top is not None else (float(finite.max()) if finite.size else 1.0) or 1.0
+        caption, unit, top = map_style(name, values)
         figures.append(_figure(caption, scalar_rgba(values, 0.0, top), place, shape, outline,
                                _colour_bar(0.0, top, unit)))
     return _viridis_gradient() + "".join(figures)

@@ -1,0 +1,73 @@
+"""A scored synthetic slide for the viewer tests, and a headless Chromium driven by selenium.
+
+The slide's file name, its vendor metadata, its ROI's class names (and, in the tests, the
+reviewer's name) carry HTML that would run script if any page put it in as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from her2slide.config import load_settings
+from her2slide.pipeline import score_slide_file
+from her2slide.slide import open_slide
+from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.svs import write_svs
+
+EVIL_NAME = 'focal <img src=x onerror="window.pwned=1"> & co'
+EVIL_TITLE = '<img src=x onerror="window.pwned=2">'
+EVIL_ROI_CLASS = '<b id="pwned-roi">Tumour</b>'
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900")
+
+
+def scored_slide(folder: Path) -> Path:
+    """Render a small focal slide, rewrite it under a hostile name and metadata, score it with an ROI."""
+    made = make_synthetic_slide(SlideSpec(name="focal", pattern="focal", score="1+", fraction=0.25, positive="3+",
+                                          size_um=(500.0, 500.0), seed=3), folder / "render")
+    reader = open_slide(made.svs)
+    width, height = reader.dimensions
+    svs = write_svs(folder / f"{EVIL_NAME}.svs", lambda y0, x0, h, w: reader.read_region(x0, y0, 0, w, h),
+                    (height, width), mpp=reader.mpp, extra={"Title": EVIL_TITLE})
+    reader.close()
+    roi = folder / "roi.geojson"
+    margin, hole = 100, (width // 2, height // 2, 160)
+    roi.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _polygon([(margin, margin), (width - margin, margin), (width - margin, height - margin),
+                  (margin, height - margin)], EVIL_ROI_CLASS),
+        _polygon([(hole[0], hole[1]), (hole[0] + hole[2], hole[1]), (hole[0] + hole[2], hole[1] + hole[2]),
+                  (hole[0], hole[1] + hole[2])], "Exclude")]}))
+    return score_slide_file(svs, folder / "results", load_settings(), roi=roi).out_dir
+
+
+def _polygon(points: list[tuple[int, int]], name: str) -> dict[str, Any]:
+    ring = [list(p) for p in points] + [list(points[0])]
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"objectType": "annotation", "classification": {"name": name, "color": [0, 0, 0]}}}
+
+
+def chromium_driver(profile: Path) -> Iterator[Any]:
+    """A headless Chromium (Debian's chromium + chromium-driver) that keeps the console log; skips without it."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if binary is None or driver_path is None:
+        pytest.skip("chromium and chromium-driver not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
