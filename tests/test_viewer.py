@@ -306,3 +306,10 @@ def test_signoff_round_trip_survives_a_restart_and_nothing_is_markup(browser: An
         assert console(browser) == []
         browser.get("about:blank")
     (result / "signoff.json").unlink()
+
+
+def test_review_page_of_the_scored_slide_has_a_gallery_and_escapes_the_slide(result: Path) -> None:
+    text = (result / "review.html").read_text(encoding="utf-8")
+    assert text.count('<figure class="cell">') >= 12 and text.count("<polygon points=") >= 12
+    assert "the class that made the score" in text and "Borderline at membrane DAB 0.55 OD" in text
+    assert EVIL_NAME not in text and "focal &lt;img src=x onerror=&quot;window.pwned=1&quot;&gt; &amp; co" in text
