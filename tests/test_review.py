@@ -153,6 +153,7 @@ def test_qc_exclusions_and_the_heterogeneity_call_are_spelled_out(tmp_path: Path
     write_review_html(path, report, make_maps(), make_heterogeneity(), _thumbnail(), THUMB_MPP,
                       _cells_parquet(tmp_path / "cells.parquet"), gallery="<p>GALLERY</p>")
     text = path.read_text(encoding="utf-8")
+    assert "QC: 23.1% of the assessed tissue excluded (edge 22.2%, blur 1.0%); 25 cells removed" in text
     assert "Excluded from scoring: <b>23.1%</b> of the assessed tissue; cells removed: 25 in excluded blocks" in text
     assert "<td>edge</td><td class=\"num\">0.093</td><td class=\"num\">22.2%</td>" in text
     assert "<td>saturated</td>" not in text and "<p>GALLERY</p>" in text

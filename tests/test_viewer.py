@@ -11,7 +11,6 @@ import io
 import json
 import shutil
 import struct
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +25,7 @@ from her2slide.errors import InputError
 from her2slide.outputs.cells_table import outline_points, outline_radii
 from her2slide.slide import open_slide
 from her2slide.viewer.cell_index import CellIndex
+from her2slide.viewer.headless import open_viewer, wait_for
 from her2slide.viewer.server import ViewerServer
 from viewer_fixtures import EVIL_NAME, EVIL_ROI_CLASS, EVIL_TITLE, chromium_driver, scored_slide
 
@@ -213,22 +213,6 @@ def test_a_changed_or_missing_slide_is_refused(result: Path, tmp_path: Path, cap
 
 
 # ---------------------------------------------------------------- headless Chromium
-
-
-def wait_for(driver: Any, script: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
-def open_viewer(driver: Any, url: str) -> dict[str, Any]:
-    driver.get(url)
-    wait_for(driver, "return window.her2view && her2view.stats.cellLayerDone > 0 && her2view.stats.tilesLoaded > 0")
-    return driver.execute_script("return her2view.stats")
 
 
 def console(driver: Any) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ reviewer's name) carry HTML that would run script if any page put it in as marku
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,12 +17,11 @@ from her2slide.pipeline import score_slide_file
 from her2slide.slide import open_slide
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
 from her2slide.synth.svs import write_svs
+from her2slide.viewer import headless
 
 EVIL_NAME = 'focal <img src=x onerror="window.pwned=1"> & co'
 EVIL_TITLE = '<img src=x onerror="window.pwned=2">'
 EVIL_ROI_CLASS = '<b id="pwned-roi">Tumour</b>'
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900")
 
 
 def scored_slide(folder: Path) -> Path:
@@ -52,22 +50,9 @@ def _polygon(points: list[tuple[int, int]], name: str) -> dict[str, Any]:
 
 
 def chromium_driver(profile: Path) -> Iterator[Any]:
-    """A headless Chromium (Debian's chromium + chromium-driver) that keeps the console log; skips without it."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        pytest.skip("chromium and chromium-driver not installed (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    driver.set_script_timeout(30)
-    try:
+    """A headless Chromium for a test; skips with the reason when it is not installed."""
+    reason = headless.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with headless.chromium(profile) as driver:
         yield driver
-    finally:
-        driver.quit()

@@ -89,6 +89,7 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
                                     [(rules[k], k.replace("_od", "")) for k in ("faint_od", "moderate_od", "intense_od")
                                      if k in rules]),
         qc=_qc(report.get("qc")),
+        qc_summary=escape(_qc_summary(report.get("qc"))),
         gallery=gallery or '<p class="muted">no cells to show</p>',
         provenance=_provenance(report),
     )
@@ -331,6 +332,21 @@ def _qc(qc: Any) -> str:
     else:
         parts.append('<p class="ok">no QC flags</p>')
     return "".join(parts)
+
+
+def _qc_summary(qc: Any) -> str:
+    """One line for the page's header: how much tissue QC took out, and why."""
+    if not isinstance(qc, dict) or "excluded" not in qc:
+        return ""
+    assessed = qc.get("assessed_area_mm2") or 0
+    excluded = {k: v for k, v in (qc.get("excluded") or {}).items() if isinstance(v, (int, float)) and v > 0}
+    removed = (qc.get("cells_removed") or {}).get("qc", 0)
+    if not excluded or not assessed:
+        return "QC: no tissue excluded"
+    parts = ", ".join(f"{reason} {100 * area / assessed:.1f}%" for reason, area in
+                      sorted(excluded.items(), key=lambda item: -item[1]))
+    return (f"QC: {100 * sum(excluded.values()) / assessed:.1f}% of the assessed tissue excluded ({parts}); "
+            f"{removed:,} cells removed")
 
 
 def _qc_exclusions(qc: dict) -> str:

@@ -118,7 +118,7 @@
     }
     a = opacity("clusters");
     if (a > 0 && state.clusterImage && state.clusterImage.complete) {
-      ctx.globalAlpha = a * 0.45;
+      ctx.globalAlpha = a * 0.3;
       ctx.drawImage(state.clusterImage, g.x, g.y, g.w, g.h);
     }
     ctx.globalAlpha = 1;
