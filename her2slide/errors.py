@@ -26,3 +26,18 @@ class UnsuitableSlideError(InputError):
     Kept distinct so that callers can tell "could not read" from "read, and refused":
     a refused slide must never be reported as HER2 0.
     """
+
+
+def read_json_object(path: Path, missing: str) -> dict:
+    """A JSON object read from ``path``; :class:`InputError` with ``missing`` or the cause otherwise."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(path, missing) from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot be read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(path, "not a JSON object")
+    return data

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from her2slide.errors import InputError
+from her2slide.errors import InputError, read_json_object
 from her2slide.provenance import file_sha256
 from her2slide.scoring import CELL_CLASSES
 
@@ -120,13 +120,8 @@ def _decision(report: dict[str, Any], accept: bool, score: str | None, category:
 
 
 def _read_report(path: Path) -> dict[str, Any]:
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(path, "not found: sign off a scored slide's output folder") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot be read ({exc})") from exc
-    if not isinstance(report, dict) or "score" not in report:
+    report = read_json_object(path, "not found: sign off a scored slide's output folder")
+    if "score" not in report:
         raise InputError(path, "not a her2slide report")
     return report
 

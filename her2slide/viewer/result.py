@@ -9,7 +9,6 @@ path taken from a request.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from her2slide.errors import InputError
+from her2slide.errors import InputError, read_json_object
 from her2slide.heterogeneity import CLUSTER_COLOURS
 from her2slide.outputs.overlay import label_rgba, scalar_rgba
 from her2slide.outputs.review import MAP_INFO, map_style
@@ -209,15 +208,7 @@ def _read_maps(path: Path) -> RegionGridMaps:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(path, "not found: is this a scored slide's output folder?") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot be read ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(path, "not a JSON object")
-    return data
+    return read_json_object(path, "not found: is this a scored slide's output folder?")
 
 
 def _finite(value: Any) -> Any:
