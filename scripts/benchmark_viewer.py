@@ -22,6 +22,8 @@ Measured with the real server (uvicorn, in this process) and a real headless Chr
 - ``cell_layer_s``: for each of several viewports holding ~5 000 cells, from the cell request
   leaving the page to the layer drawn on the canvas (fetch, parse, draw), as the page itself
   times it (``her2view.stats.lastCellLayerMs``);
+- ``cells_request_server_s``: the server alone, /api/cells for a square box of ~5 000 cells
+  (index query and the binary answer), request to last byte;
 - ``index_build_s``: reading cells.parquet and binning the cells when the server starts.
 """
 
@@ -132,6 +134,18 @@ def first_tile_seconds(server: ViewerServer, level: int) -> float:
     return time.perf_counter() - start
 
 
+def cells_query_seconds(server: ViewerServer, centres: np.ndarray, half: float) -> list[float]:
+    """Server alone: seconds from request to last byte of /api/cells for square boxes around ``centres``."""
+    out = []
+    for cx, cy in centres:
+        start = time.perf_counter()
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+        connection.request("GET", f"/api/cells?x0={cx - half}&y0={cy - half}&x1={cx + half}&y1={cy + half}")
+        connection.getresponse().read()
+        out.append(time.perf_counter() - start)
+    return out
+
+
 def cell_layer_seconds(driver: object, boxes: list[list[float]]) -> list[tuple[float, int]]:
     """(seconds, cells in view) of the cell layer for each viewport box."""
     out = []
@@ -165,19 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     index_build_s = time.perf_counter() - start
 
     density = args.cells / side_px**2  # cells per level-0 px²
-    half = np.sqrt(args.view_cells / density) / 2  # a square viewport of view_cells (the window is wider)
     rng = np.random.default_rng(1)
     centres = rng.uniform(0.2 * side_px, 0.8 * side_px, (6, 2))
-    boxes = [[cx - half * 1.4, cy - half, cx + half * 1.4, cy + half] for cx, cy in centres]
 
     with ViewerServer(result, port=0) as server:
         top_level = int(np.ceil(np.log2(side_px)))
         first_tile_server_s = first_tile_seconds(server, top_level)
+        cells_server_s = cells_query_seconds(server, centres, np.sqrt(args.view_cells / density) / 2)
         with tempfile.TemporaryDirectory() as profile, headless.chromium(Path(profile)) as driver:
             stats = headless.open_viewer(driver, server.url)
             first_tile_page_s = stats["firstTileMs"] / 1000
-            # fit the viewport to a box holding about view_cells cells (the page's aspect decides the rest)
-            driver.execute_script("her2view.showBox(arguments[0])", boxes[0])
+            # viewports of the page's own shape holding about view_cells cells
+            aspect = driver.execute_script("return her2view.viewer.container.clientWidth / "
+                                           "her2view.viewer.container.clientHeight")
+            half_h = np.sqrt(args.view_cells / density / aspect) / 2
+            boxes = [[cx - half_h * aspect, cy - half_h, cx + half_h * aspect, cy + half_h] for cx, cy in centres]
             layers = cell_layer_seconds(driver, boxes)
     seconds = [s for s, _ in layers[1:]]  # the first viewport also warms up the page
     record = {
@@ -187,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         "cell_layer_s": {"median": round(statistics.median(seconds), 3), "max": round(max(seconds), 3),
                          "each": [round(s, 3) for s in seconds]},
         "cells_in_view": [n for _, n in layers[1:]],
+        "cells_request_server_s": {"median": round(statistics.median(cells_server_s), 4),
+                                   "max": round(max(cells_server_s), 4)},
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
     }
     print(json.dumps(record, indent=2))

@@ -297,3 +297,14 @@ def test_review_page_of_the_scored_slide_has_a_gallery_and_escapes_the_slide(res
     assert text.count('<figure class="cell">') >= 12 and text.count("<polygon points=") >= 12
     assert "the class that made the score" in text and "Borderline at membrane DAB 0.55 OD" in text
     assert EVIL_NAME not in text and "focal &lt;img src=x onerror=&quot;window.pwned=1&quot;&gt; &amp; co" in text
+
+
+def test_a_result_without_outlines_is_refused_in_one_line(result: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(result, old)
+    table = pq.read_table(old / "cells.parquet")
+    pq.write_table(table.drop_columns(["outline_radius_px"]), old / "cells.parquet")
+    assert main(["view", str(old), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "scored by an earlier version; score the slide again" in err

@@ -10,11 +10,14 @@ script and no plugin; a sign-off is accepted only as JSON from this server's own
 
 from __future__ import annotations
 
+import os
 import struct
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -34,6 +37,8 @@ from her2slide.viewer.slide_tiles import SlideTiles
 
 #: A viewport holding more cells than this gets their count only ("zoom in to see the cells").
 MAX_CELLS_DRAWN = 40_000
+#: Tiles cut at once (decoding and PNG encoding release the GIL: about one per core).
+TILE_WORKERS = max(2, min(4, os.cpu_count() or 2))
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: The one stylesheet OpenSeadragon 6.1.1 injects (a focus-outline rule for touch screens),
 #: allowed by its hash so that no other inline style can apply.
@@ -98,6 +103,9 @@ class _Api:
     def __init__(self, result: ResultFolder, tiles: SlideTiles) -> None:
         self.result = result
         self.tiles = tiles
+        # Tiles are cut at most TILE_WORKERS at a time, so a burst of tile requests cannot hold
+        # every thread while a click or the cell layer waits behind them.
+        self._tile_limiter = anyio.CapacityLimiter(TILE_WORKERS)
 
     def page(self, request: Request) -> Response:
         return FileResponse(static_folder() / "index.html", headers={"Cache-Control": "no-store"})
@@ -105,9 +113,10 @@ class _Api:
     def dzi(self, request: Request) -> Response:
         return Response(self.tiles.dzi(), media_type="application/xml")
 
-    def tile(self, request: Request) -> Response:
+    async def tile(self, request: Request) -> Response:
         p = request.path_params
-        png = self.tiles.tile_png(p["level"], p["col"], p["row"])
+        png = await anyio.to_thread.run_sync(self.tiles.tile_png, p["level"], p["col"], p["row"],
+                                             limiter=self._tile_limiter)
         if png is None:
             return _not_found()
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

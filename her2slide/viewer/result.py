@@ -76,11 +76,11 @@ class ResultFolder:
 
     @cached_property
     def cells(self) -> CellIndex:
-        try:
-            return CellIndex.from_parquet(self.cells_path)
-        except KeyError as exc:
-            raise InputError(self.cells_path, "has no cell outlines (outline_radius_px): "
-                                              "rescore the slide with this version to view its cells") from exc
+        """The spatial index of the cells, built on first use (seconds for a million cells)."""
+        if "outline_radius_px" not in self._cells_file.schema_arrow.names:
+            raise InputError(self.cells_path, "has no cell outlines (outline_radius_px): it was scored by an "
+                                              "earlier version; score the slide again to review its cells")
+        return CellIndex.from_parquet(self.cells_path)
 
     # ------------------------------------------------------------ cells and regions
 

@@ -158,9 +158,9 @@
     ctx.globalAlpha = 1;
   }
 
-  function outlinePath(ctx, c, i) {
+  function outlinePath(ctx, c, i, step) {
     var rays = c.rays, base = i * rays, x = c.x[i] + HALF, y = c.y[i] + HALF;
-    for (var k = 0; k < rays; k++) {
+    for (var k = 0; k < rays; k += step) {
       var r = c.radii[base + k];
       if (k === 0) { ctx.moveTo(x + r * c.cos[k], y + r * c.sin[k]); }
       else { ctx.lineTo(x + r * c.cos[k], y + r * c.sin[k]); }
@@ -174,11 +174,13 @@
     if (a <= 0 || !c || c.n === 0) { return; }
     ctx.globalAlpha = a;
     ctx.lineWidth = 1.5 * px;
+    // a cell a few screen pixels across needs no 16 vertices: every other ray looks the same
+    var step = c.typicalRadius / px < 12 ? 2 : 1;
     for (var code = 0; code < CLASS_COLOURS.length; code++) {
       ctx.strokeStyle = CLASS_COLOURS[code];
       ctx.beginPath();
       for (var i = 0; i < c.n; i++) {
-        if (c.codes[i] === code) { outlinePath(ctx, c, i); state.stats.cellsDrawn++; }
+        if (c.codes[i] === code) { outlinePath(ctx, c, i, step); state.stats.cellsDrawn++; }
       }
       ctx.stroke();
     }
@@ -187,8 +189,8 @@
     if (sel !== null) {
       for (var j = 0; j < c.n; j++) {
         if (c.rows[j] === sel) {
-          ctx.lineWidth = 4 * px; ctx.strokeStyle = "#000"; ctx.beginPath(); outlinePath(ctx, c, j); ctx.stroke();
-          ctx.lineWidth = 2 * px; ctx.strokeStyle = "#fff"; ctx.beginPath(); outlinePath(ctx, c, j); ctx.stroke();
+          ctx.lineWidth = 4 * px; ctx.strokeStyle = "#000"; ctx.beginPath(); outlinePath(ctx, c, j, 1); ctx.stroke();
+          ctx.lineWidth = 2 * px; ctx.strokeStyle = "#fff"; ctx.beginPath(); outlinePath(ctx, c, j, 1); ctx.stroke();
         }
       }
     }
@@ -211,6 +213,7 @@
       var angle = -Math.PI + (k + 0.5) * 2 * Math.PI / rays;
       c.cos.push(Math.cos(angle)); c.sin.push(Math.sin(angle));
     }
+    c.typicalRadius = n ? c.radii[Math.floor(c.radii.length / 2)] : 0;
     return c;
   }
 
@@ -223,12 +226,16 @@
       return r.arrayBuffer();
     }).then(function (buffer) {
       if (ticket !== state.cellRequest) { return; }  // the view moved on meanwhile
+      var arrived = performance.now();
       var c = parseCells(buffer);
       state.cells = c.n > 0 ? c : null;
       state.stats.box = box;
       state.stats.cellsInView = c.inBox;
       draw();
-      state.stats.lastCellLayerMs = performance.now() - started;
+      var drawn = performance.now();
+      state.stats.lastCellFetchMs = arrived - started;
+      state.stats.lastCellDrawMs = drawn - arrived;
+      state.stats.lastCellLayerMs = drawn - started;
       state.stats.cellLayerDone++;
       var note = c.inBox.toLocaleString() + " cells in view";
       if (c.n === 0 && c.inBox > 0) { note += ": zoom in to see their outlines"; }
@@ -527,7 +534,9 @@
     var viewer = OpenSeadragon({
       element: $("slide"), tileSources: "/slide.dzi", prefixUrl: "/static/openseadragon/images/",
       drawer: "canvas", showNavigator: true, navigatorPosition: "BOTTOM_RIGHT", maxZoomPixelRatio: 4,
-      visibilityRatio: 0.5, gestureSettingsMouse: {clickToZoom: false}, animationTime: 0.4
+      visibilityRatio: 0.5, gestureSettingsMouse: {clickToZoom: false}, animationTime: 0.4,
+      // a browser opens at most 6 connections to one server: leave two to the cell and click requests
+      imageLoaderLimit: 4
     });
     state.viewer = viewer;
     var canvas = el("canvas", null, "layers");
@@ -540,7 +549,7 @@
     });
     viewer.addHandler("resize", function () { sizeCanvas(); draw(); scheduleCells(); });
     viewer.addHandler("update-viewport", draw);
-    viewer.addHandler("animation-finish", scheduleCells);
+    viewer.addHandler("animation-finish", loadCells);
     viewer.addHandler("canvas-click", onClick);
     showSummary(info);
     showMaps(info);
