@@ -308,3 +308,18 @@ def test_a_result_without_outlines_is_refused_in_one_line(result: Path, tmp_path
     assert main(["view", str(old), "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "scored by an earlier version; score the slide again" in err
+
+
+def test_plain_images_are_tiled_through_the_same_reader(tmp_path: Path) -> None:
+    from her2slide.viewer.slide_tiles import SlideTiles
+
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (700, 900, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "core.png")
+    tiles = SlideTiles(open_slide(tmp_path / "core.png", mpp=0.25))
+    top = tiles.level_count - 1
+    tile = np.asarray(Image.open(io.BytesIO(tiles.tile_png(top, 1, 2))).convert("RGB"))
+    assert np.array_equal(tile, pixels[2 * 254 - 1:2 * 254 - 1 + tile.shape[0], 253:253 + tile.shape[1]])
+    overview = np.asarray(Image.open(io.BytesIO(tiles.tile_png(top - 3, 0, 0))).convert("RGB"))
+    assert overview.shape == (88, 113, 3)  # 700 x 900 halved three times, rounding up
+    assert tiles.tile_png(top, 9, 0) is None and tiles.tile_png(top + 1, 0, 0) is None
