@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import platform
 import statistics
 import sys
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(1)
     centres = rng.uniform(0.2 * side_px, 0.8 * side_px, (6, 2))
 
+    load_before = os.getloadavg()[0]
     with ViewerServer(result, port=0) as server:
         top_level = int(np.ceil(np.log2(side_px)))
         first_tile_server_s = first_tile_seconds(server, top_level)
@@ -205,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         "cells_in_view": [n for _, n in layers[1:]],
         "cells_request_server_s": {"median": round(statistics.median(cells_server_s), 4),
                                    "max": round(max(cells_server_s), 4)},
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)]},
     }
     print(json.dumps(record, indent=2))
     if args.json:
