@@ -134,6 +134,7 @@ class _Api:
                       | {"result": (report.get("decision_support") or {}).get("result"),
                          "heterogeneity": {"pattern": heterogeneity.get("pattern"),
                                            "reason": heterogeneity.get("reason")}},
+            "tiles": self.tiles.descriptor(),
             "classes": list(CELL_CLASSES),
             "rays": int(result.cells.radii.shape[1]) if len(result.cells) else 16,
             "cells_total": len(result.cells),

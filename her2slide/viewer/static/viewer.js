@@ -587,7 +587,7 @@
     state.info = info;
     var started = performance.now();
     var viewer = OpenSeadragon({
-      element: $("slide"), tileSources: "/slide.dzi", prefixUrl: "/static/openseadragon/images/",
+      element: $("slide"), tileSources: info.tiles, prefixUrl: "/static/openseadragon/images/",
       drawer: "canvas", showNavigator: true, navigatorPosition: "BOTTOM_RIGHT", maxZoomPixelRatio: 4,
       visibilityRatio: 0.5, gestureSettingsMouse: {clickToZoom: false}, animationTime: 0.4,
       // a browser opens at most 6 connections to one server: leave two to the cell and click requests
@@ -597,20 +597,28 @@
     var canvas = el("canvas", null, "layers");
     state.canvas = canvas;
     viewer.canvas.appendChild(canvas);
-    viewer.addHandler("open", function () { sizeCanvas(); draw(); scheduleCells(); });
+    viewer.addHandler("open", function () { sizeCanvas(); draw(); });
     viewer.addHandler("tile-loaded", function () {
       state.stats.tilesLoaded++;
-      if (state.stats.firstTileMs === null) { state.stats.firstTileMs = performance.now() - started; }
+      if (state.stats.firstTileMs === null) {
+        state.stats.firstTileMs = performance.now() - started;
+        loadOverlays(info);  // the slide first: the layers' requests do not hold up its first tiles
+        loadCells();
+      }
     });
     viewer.addHandler("resize", function () { sizeCanvas(); draw(); scheduleCells(); });
     viewer.addHandler("update-viewport", draw);
     viewer.addHandler("animation-finish", loadCells);
     viewer.addHandler("canvas-click", onClick);
     showSummary(info);
-    showMaps(info);
     showLists(info);
     setupSignoff(info);
     layerControls();
+  }
+
+  // The layers' data (maps, QC blocks, ROI), requested once the first tile is in.
+  function loadOverlays(info) {
+    showMaps(info);
     getJson("/api/qc").then(function (qc) { state.qc = qc; showQcLegend(); draw(); }).catch(reportError);
     getJson("/api/roi").then(function (r) { state.roi = r.roi; showRoi(); draw(); }).catch(reportError);
   }
