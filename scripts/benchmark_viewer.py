@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             layers = cell_layer_seconds(driver, boxes)
     seconds = [s for s, _ in layers[1:]]  # the first viewport also warms up the page
     record = {
-        "slide_px": [side_px, side_px], "mpp": MPP, "cells": args.cells, "cells_per_mm2": round(args.cells / args.side_mm**2),
+        "slide_px": [side_px, side_px], "mpp": MPP, "cells": args.cells,
+        "cells_per_mm2": round(args.cells / args.side_mm**2),
         "index_build_s": round(index_build_s, 3), "first_tile_server_s": round(first_tile_server_s, 4),
         "first_tile_page_s": round(first_tile_page_s, 3),
         "cell_layer_s": {"median": round(statistics.median(seconds), 3), "max": round(max(seconds), 3),

@@ -73,7 +73,8 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
         score=escape(score if score is not None else "not scored"),
         badge_class="" if score is not None else "none",
         badge_colour=_css_colour(SCORE_COLOURS.get(_SCORE_VALUES.get(score, 0), (136, 136, 136))),
-        summary=escape(" · ".join(str(v) for v in (score_text(report), f"criteria: {report.get('criteria', '?')}") if v)),
+        summary=escape(" · ".join(str(v) for v in (score_text(report), f"criteria: {report.get('criteria', '?')}")
+                                  if v)),
         reasons="".join(f"<li>{escape(r)}</li>" for r in _as_list(report.get("reasons"))),
         class_table=_class_table(report),
         class_chart=_class_chart(report),
@@ -202,7 +203,8 @@ def _heterogeneity(result: HeterogeneityResult) -> str:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             text = f"{100 * value:.1f}%" if percent else (f"{value:.1f}%" if key == "positive_percent" else _fmt(value))
-            rows.append(f'<tr><th>{escape(label.format(positive=positive))}</th><td class="num">{escape(text)}</td></tr>')
+            rows.append(f'<tr><th>{escape(label.format(positive=positive))}</th>'
+                        f'<td class="num">{escape(text)}</td></tr>')
     out += f'<table class="key">{"".join(rows)}</table>' if rows else ""
     if result.clusters:
         keys = [k for k in result.clusters[0] if not isinstance(result.clusters[0][k], (dict, list))][:8]
@@ -360,7 +362,8 @@ def _qc_exclusions(qc: dict) -> str:
     def share(area: float) -> str:
         return f"{100 * area / assessed:.1f}%" if isinstance(assessed, (int, float)) and assessed > 0 else ""
 
-    rows = "".join(f'<tr><td>{escape(reason)}</td><td class="num">{area:.3f}</td><td class="num">{share(area)}</td></tr>'
+    rows = "".join(f'<tr><td>{escape(reason)}</td><td class="num">{area:.3f}</td>'
+                   f'<td class="num">{share(area)}</td></tr>'
                    for reason, area in sorted(excluded.items(), key=lambda item: -item[1]))
     total = sum(excluded.values())
     lost = ", ".join(f"{n:,} {where}" for where, n in (("in excluded blocks", removed.get("qc", 0)),

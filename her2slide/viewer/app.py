@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from her2slide import signoff
 from her2slide.errors import InputError
+from her2slide.outputs.cells_table import OUTLINE_RAYS
 from her2slide.scoring import CELL_CLASSES
 from her2slide.viewer.result import ResultFolder
 from her2slide.viewer.slide_tiles import SlideTiles
@@ -136,7 +137,7 @@ class _Api:
                                            "reason": heterogeneity.get("reason")}},
             "tiles": self.tiles.descriptor(),
             "classes": list(CELL_CLASSES),
-            "rays": int(result.cells.radii.shape[1]) if len(result.cells) else 16,
+            "rays": OUTLINE_RAYS,
             "cells_total": len(result.cells),
             "max_cells_drawn": MAX_CELLS_DRAWN,
             "maps": {"region_um": result.maps.region_um, "origin_um": list(result.maps.origin_um),
@@ -154,7 +155,7 @@ class _Api:
             return _bad("x0, y0, x1, y1 must be numbers with x0 < x1 and y0 < y1")
         index = self.result.cells
         in_box = index.count(*box)
-        rays = int(index.radii.shape[1]) if len(index) else 0
+        rays = int(index.radii.shape[1]) if len(index) else OUTLINE_RAYS
         if in_box > MAX_CELLS_DRAWN:
             return Response(CELL_HEADER.pack(in_box, 0, rays), media_type="application/octet-stream")
         found = index.query(*box)

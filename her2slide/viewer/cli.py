@@ -39,6 +39,9 @@ def _run_view(args: argparse.Namespace) -> int:
         server = ViewerServer(args.result, slide=args.slide, host=args.host, port=args.port)
     except InputError as exc:
         return _fail(exc)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"her2slide: listening on {args.host}: other computers that reach it can view this slide and sign "
+              "it off", file=sys.stderr)
     print(f"her2slide viewer for {args.result}: open {server.url} in a browser (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

@@ -18,6 +18,7 @@ from her2slide.viewer.slide_tiles import SlideTiles, open_scored_slide
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 
 class ViewerServer:
@@ -30,7 +31,9 @@ class ViewerServer:
         result.cells  # build the cell index before the first request, not during it
         self.socket = _bind(host, port)
         self.host, self.port = self.socket.getsockname()[:2]
-        hosts = LOOPBACK_HOSTS if host in LOOPBACK_HOSTS else (*LOOPBACK_HOSTS, host)
+        # --host 0.0.0.0 (every interface) is a deliberate choice to share: any host name then.
+        hosts = (LOOPBACK_HOSTS if host in LOOPBACK_HOSTS else ("*",) if host in WILDCARD_HOSTS
+                 else (*LOOPBACK_HOSTS, host))
         config = uvicorn.Config(create_app(result, tiles, hosts), log_level="warning", access_log=False,
                                 lifespan="off")
         self._server = uvicorn.Server(config)

@@ -362,8 +362,8 @@
     var box = $("region-info");
     box.replaceChildren();
     if (!region) { return; }
-    box.appendChild(el("h3", "region r" + region.row + " c" + region.col + " (" + region.region_um + " µm): local score " +
-                              fmt(region.local_score)));
+    box.appendChild(el("h3", "region r" + region.row + " c" + region.col + " (" + region.region_um +
+                              " µm): local score " + fmt(region.local_score)));
     var rows = state.info.classes.map(function (name) { return ["cells " + name, region.cells[name]]; });
     rows.push(["tumour cells", region.total]);
     if (region.cluster) { rows.push(["cluster", region.cluster]); }
@@ -465,7 +465,8 @@
              function (r) { return r.box_px; });
     if (!info.clusters.length) { $("clusters").appendChild(el("li", "none", "muted")); }
     linkList($("clusters"), info.clusters,
-             function (c) { return "cluster " + c.label + ": " + c.regions + " regions, " + fmt(c.area_mm2) + " mm², " +
+             function (c) { return "cluster " + c.label + ": " + c.regions + " regions, " + fmt(c.area_mm2) +
+                                   " mm², " +
                                    c.cells + " cells (" + fmt(100 * c.share_of_tumour_cells) + "% of tumour), up to " +
                                    c.max_local_score; },
              function (c) { return c.bbox_px; });
@@ -515,6 +516,10 @@
     });
   }
 
+  function scoreText(entry) {
+    return (entry.score === null ? "not scored" : entry.score) + (entry.category ? " (" + entry.category + ")" : "");
+  }
+
   function showSignoff(s) {
     state.info.signoff = s;
     var box = $("signoff-state"), history = $("signoff-history");
@@ -523,9 +528,7 @@
     var latest = s.history.length ? s.history[s.history.length - 1] : null;
     if (latest) {
       var p = el("p", null, s.current ? "signed" : "stale");
-      p.appendChild(el("b", (latest.decision === "accepted" ? "Accepted" : "Amended") + ": HER2 " +
-                             (latest.score === null ? "not scored" : latest.score) +
-                             (latest.category ? " (" + latest.category + ")" : "")));
+      p.appendChild(el("b", (latest.decision === "accepted" ? "Accepted" : "Amended") + ": HER2 " + scoreText(latest)));
       p.appendChild(document.createTextNode(" by " + latest.reviewer + ", " + latest.time +
         (s.current ? "" : " — signed on an earlier result of this slide")));
       box.appendChild(p);
@@ -534,8 +537,7 @@
     }
     s.history.slice().reverse().forEach(function (e) {
       var li = el("li");
-      li.appendChild(el("div", e.time + " " + e.reviewer + ": " + e.decision + " HER2 " +
-                               (e.score === null ? "not scored" : e.score) + (e.category ? " (" + e.category + ")" : "") +
+      li.appendChild(el("div", e.time + " " + e.reviewer + ": " + e.decision + " HER2 " + scoreText(e) +
                                "; algorithm " + (e.algorithm.score === null ? "not scored" : e.algorithm.score)));
       if (e.note) { li.appendChild(el("div", e.note, "muted")); }
       history.appendChild(li);
