@@ -323,3 +323,17 @@ def test_plain_images_are_tiled_through_the_same_reader(tmp_path: Path) -> None:
     overview = np.asarray(Image.open(io.BytesIO(tiles.tile_png(top - 3, 0, 0))).convert("RGB"))
     assert overview.shape == (88, 113, 3)  # 700 x 900 halved three times, rounding up
     assert tiles.tile_png(top, 9, 0) is None and tiles.tile_png(top + 1, 0, 0) is None
+
+
+def test_result_keeps_the_excluded_blocks_and_the_roi(result: Path) -> None:
+    report = json.loads((result / "report.json").read_text())
+    blocks = pq.read_table(result / "qc_excluded.parquet").to_pydict()
+    per_reason: dict[str, float] = {}
+    for reason, area in zip(blocks["reason"], blocks["area_um2"]):
+        per_reason[reason] = per_reason.get(reason, 0.0) + area / 1e6
+    assert per_reason and all(x1 > x0 for x0, x1 in zip(blocks["x0"], blocks["x1"]))
+    for reason, area_mm2 in report["qc"]["excluded"].items():
+        assert per_reason.get(reason, 0.0) == pytest.approx(area_mm2, abs=1e-4)
+    roi = json.loads((result / "roi.geojson").read_text())
+    assert [f["properties"]["role"] for f in roi["features"]] == ["include", "exclude"]
+    assert EVIL_ROI_CLASS in report["roi"]["classes"]
