@@ -429,7 +429,7 @@ def run_batch(jobs: Sequence[SlideJob], out_root: Path, settings: Settings, *, o
     out_root = Path(out_root)
     check_jobs(jobs)
     prepare_out_root(out_root)
-    with holding(batch_lock(out_root, shard), out_root, "being scored (another batch on this folder)"):
+    with holding(batch_lock(out_root, shard), out_root, "another batch on this folder"):
         return _run_batch(jobs, out_root, settings, overwrite, shard, client, progress)
 
 
@@ -539,6 +539,8 @@ def _log_result(log: EventLog, result: SlideResult) -> None:
         fields["seconds"] = result.seconds
     if result.outcome == "failed":
         fields["reason"] = result.reason
+    if result.not_scored:
+        fields["not_scored"] = True  # QC failed: no score (also for a slide skipped as already done)
     event = {"scored": "done", "not-scored": "not_scored"}.get(result.outcome, result.outcome)
     log.write(f"slide_{event}", **fields)
 

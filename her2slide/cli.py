@@ -73,7 +73,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 def _run_score(args: argparse.Namespace) -> int:
     from her2slide.errors import ExitStatus, InputError
     from her2slide.lazy_segmenter import SegmenterOnFirstUse
-    from her2slide.outputs.result_folder import prepare_out_root
+    from her2slide.outputs.result_folder import check_out_root
     from her2slide.pipeline import score_slide_file
     from her2slide.progress import tile_progress
 
@@ -82,7 +82,7 @@ def _run_score(args: argparse.Namespace) -> int:
                                           "(a batch manifest names an ROI per slide)"))
     try:
         settings = settings_from_args(args)
-        prepare_out_root(args.out)
+        check_out_root(args.out)
     except InputError as exc:
         return _fail(exc)
     segmenter = SegmenterOnFirstUse(settings)  # loaded once the first slide has passed its checks
@@ -113,14 +113,13 @@ def summary_line(slide: Path, report: dict, out_dir: Path) -> str:
         why = "; ".join(qc.get("reasons") or qc.get("flags") or ["see report.json"])
         return (f"{slide}: not scored (QC failed: {why}), {report['cells']['total']} tumour cells, "
                 f"{report['criteria']} criteria -> {out_dir}")
-    return (f"{slide}: HER2 {report['score']} ({result_words(report)}), "
+    return (f"{slide}: HER2 {report['score']} ({result_words(report['status'], report.get('category'))}), "
             f"{report['cells']['total']} tumour cells, {report['criteria']} criteria -> {out_dir}")
 
 
-def result_words(report: dict) -> str:
+def result_words(status: str, category: str | None) -> str:
     """Status and category, the category only where it adds something ("equivocal", not
-    "equivocal, equivocal"; gastric criteria have no category of their own)."""
-    status, category = report["status"], report.get("category")
+    "equivocal, equivocal")."""
     return status if not category or category == status else f"{status}, {category}"
 
 

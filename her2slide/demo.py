@@ -24,7 +24,7 @@ def run_demo(out: Path, seed: int = 7) -> int:
     outcome = score_slide_file(slide.svs, out / "results", load_settings(), progress=tile_progress(slide.svs.name))
     report = outcome.report
     percent = ", ".join(f"{k}: {v:.1f}%" for k, v in report["cells"]["percent"].items())
-    print(f"\nHER2 IHC score {report['score']} ({result_words(report)}) "
+    print(f"\nHER2 IHC score {report['score']} ({result_words(report['status'], report['category'])}) "
           f"from {report['cells']['total']} tumour cells [{percent}]")
     print(f"truth from the generator: {slide.score} ({slide.n_cells} tumour cells drawn)")
     for reason in report["reasons"]:

@@ -61,21 +61,36 @@ def result_folder(out_root: str | Path, slide: str | Path) -> Path:
     raise OutputFolderError(slide, f"{why}; rename the file")
 
 
-def prepare_out_root(out_root: str | Path) -> Path:
-    """Create ``out_root`` if needed and prove it can be written, or say why not (one line)."""
+def check_out_root(out_root: str | Path) -> Path:
+    """Say (one line) why ``out_root`` could not hold results, without creating anything: it, or
+    the nearest folder above it that exists, must be a folder this process may write."""
     out_root = Path(out_root)
+    existing = next((p for p in (out_root, *out_root.absolute().parents) if p.exists()), None)
+    if existing is None:
+        return out_root
+    if not existing.is_dir():
+        why = "exists and is not a folder; --out needs a folder" if existing == out_root else \
+            f"a part of this path ({existing}) is a file, not a folder"
+        raise OutputFolderError(out_root, why)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "here" if existing == out_root else f"in {existing}"
+        reason = "read-only file system" if _read_only_mount(existing) else "permission denied"
+        raise OutputFolderError(out_root, f"cannot write {where} ({reason})")
+    return out_root
+
+
+def _read_only_mount(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def prepare_out_root(out_root: str | Path) -> Path:
+    """Create ``out_root`` if needed, or say why it cannot hold results (one line)."""
+    out_root = check_out_root(out_root)
     try:
         out_root.mkdir(parents=True, exist_ok=True)
-        probe = out_root / f".her2slide-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except FileExistsError:
-        raise OutputFolderError(out_root, "exists and is not a folder; --out needs a folder") from None
-    except NotADirectoryError:
-        raise OutputFolderError(out_root, "a part of this path is a file, not a folder") from None
     except OSError as exc:
-        raise OutputFolderError(out_root, f"cannot write here ({exc.strerror or type(exc).__name__})") from None
-    return out_root
+        raise OutputFolderError(out_root, f"cannot be created ({exc.strerror or type(exc).__name__})") from None
+    return check_out_root(out_root)
 
 
 def lock_path(folder: Path) -> Path:
@@ -83,17 +98,17 @@ def lock_path(folder: Path) -> Path:
 
 
 @contextmanager
-def holding(lock_file: Path, what: Path, doing: str) -> Iterator[None]:
+def holding(lock_file: Path, what: Path, context: str) -> Iterator[None]:
     """Hold ``lock_file`` for this process (re-entrant), or raise ``OutputFolderError`` naming
-    ``what`` and the PID of the process that holds it."""
+    ``what`` and the PID of the process that holds it ("already being scored by PID n")."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(lock_file), timeout=0, is_singleton=True, on_acquired=_write_pid)
     try:
         lock.acquire()
     except Timeout:
-        raise OutputFolderError(what, f"already {doing} by {_holder(lock_file)} ({lock_file} is held); "
-                                      "wait for it, or use another --out") from None
+        raise OutputFolderError(what, f"already being scored by {_holder(lock_file)} ({context}; {lock_file} "
+                                      "is held); wait for it, or use another --out") from None
     except OSError as exc:
         raise OutputFolderError(what, f"cannot lock {lock_file} ({exc.strerror or type(exc).__name__})") from None
     try:
@@ -123,7 +138,7 @@ def claimed(folder: Path, slide: str | Path) -> Iterator[Path]:
     """Hold ``folder`` for this slide: take its lock, finish or undo a replacement a killed run
     left half done, and refuse a folder with files her2slide did not write."""
     prepare_out_root(folder.parent)
-    with holding(lock_path(folder), Path(slide), f"being scored into {folder}"):
+    with holding(lock_path(folder), Path(slide), f"into {folder}"):
         try:
             recover(folder)
         except OSError as exc:

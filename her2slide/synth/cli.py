@@ -73,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
             "; ".join(e["msg"] for e in exc.errors())
         print(f"her2slide synth: {msg}", file=sys.stderr)
         return 1
+    from her2slide.cli import result_words
+
     print(slide.svs)
     print(slide.truth_parquet)
     print(slide.truth_json)
-    print(f"true HER2 score {slide.score} ({slide.status}, {slide.category}), {slide.n_cells} tumour cells, "
-          f"{slide.seconds:.1f} s")
+    print(f"true HER2 score {slide.score} ({result_words(slide.status, slide.category)}), "
+          f"{slide.n_cells} tumour cells, {slide.seconds:.1f} s")
     return 0
