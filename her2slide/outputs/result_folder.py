@@ -181,7 +181,7 @@ def check_replaceable(folder: Path) -> None:
     foreign = foreign_entries(folder)
     if not foreign:
         return
-    if foreign == [folder.name] and not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         what = "a link" if folder.is_symlink() else "a file"
         raise OutputFolderError(folder, f"exists and is {what} her2slide did not write; nothing was changed")
     shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
