@@ -191,7 +191,13 @@ def _cpu_cluster(workers: int, dashboard: str | None) -> Any:
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=dashboard)
+                        **_dashboard_options(dashboard))
+
+
+def _dashboard_options(dashboard: str | None) -> dict[str, Any]:
+    """The scheduler's HTTP server (health checks; the dashboard when asked for) on ``dashboard``,
+    or on a free port of 127.0.0.1 without the dashboard pages when it is off."""
+    return {"dashboard_address": dashboard or "127.0.0.1:0", "scheduler_kwargs": {"dashboard": dashboard is not None}}
 
 
 def _gpu_cluster(ids: list[str], dashboard: str | None) -> Any:
@@ -204,8 +210,9 @@ def _gpu_cluster(ids: list[str], dashboard: str | None) -> Any:
         share = 1.0 / len(ids)  # of system memory, as LocalCluster gives N workers
         specs = {f"gpu-{gid}": {"cls": Nanny, "options": {"nthreads": 1, "memory_limit": share, "host": "127.0.0.1",
                                                           "env": {"CUDA_VISIBLE_DEVICES": gid}}} for gid in ids}
-        scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": dashboard,
-                                                   "dashboard": dashboard is not None}}
+        options = _dashboard_options(dashboard)
+        scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": options["dashboard_address"],
+                                                   **options["scheduler_kwargs"]}}
         return SpecCluster(workers=specs, scheduler=scheduler)
     return LocalCUDACluster(CUDA_VISIBLE_DEVICES=",".join(ids), threads_per_worker=1, host="127.0.0.1",
-                            dashboard_address=dashboard)
+                            **_dashboard_options(dashboard))
