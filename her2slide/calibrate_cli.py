@@ -23,15 +23,18 @@ def _control(text: str) -> tuple[Path, str]:
     return Path(path), score
 
 
+DESCRIPTION = ("Measure labelled controls and write a config whose faint / moderate / intense DAB thresholds "
+               "reproduce their known scores. A threshold is fitted only with a control on each side of it "
+               "(faint: 0 and 1+, moderate: 1+ and 2+, intense: 2+ and 3+); otherwise it keeps its starting "
+               "value and a warning says so. Exit status 0: every control reproduced; 3: the config is written, "
+               "but no thresholds reproduce every control (see the per-control lines); 1: a control could not "
+               "be measured (its line says why; the config is fitted on the others), or none could. "
+               "Details: docs/calibrate.md.")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "calibrate", help="fit DAB thresholds from control slides of known score",
-        description="Measure labelled controls and write a config whose faint / moderate / intense DAB thresholds "
-                    "reproduce their known scores. A threshold is fitted only with a control on each side of it "
-                    "(faint: 0 and 1+, moderate: 1+ and 2+, intense: 2+ and 3+); otherwise it keeps its starting "
-                    "value and a warning says so. Exit status 0: every control reproduced; 3: the config is "
-                    "written, but no thresholds reproduce every control (see the per-control lines); 1: a control "
-                    "could not be measured (its line says why; the config is fitted on the others), or none could.")
+    p = subparsers.add_parser("calibrate", help="fit DAB thresholds from control slides of known score",
+                              description=DESCRIPTION)
     p.add_argument("controls", nargs="+", type=_control, metavar="PATH=SCORE",
                    help="a control slide and its known score, e.g. control_3plus.svs=3+ (one of each score is best)")
     p.add_argument("--out", type=Path, required=True, metavar="YAML", help="config YAML to write (use with score --config)")
