@@ -102,9 +102,9 @@ def test_a_tiff_header_claiming_a_million_pixels_square_is_refused_before_decodi
 
 @pytest.fixture
 def cnn_config(tmp_path: Path) -> Path:
-    """The shipped CNN on the CPU, 128 µm tiles and a decode worker process: a 700 µm slide is 36 tiles."""
+    """The shipped CNN on the CPU, 256 µm tiles and a decode worker process: a 700 µm slide is 9 tiles."""
     config = tmp_path / "cnn.yaml"
-    config.write_text("segmenter: cnn\ntiling:\n  tile_px: 256\nmodel:\n  device: cpu\n  workers: 1\n")
+    config.write_text("segmenter: cnn\ntiling:\n  tile_px: 512\nmodel:\n  device: cpu\n  workers: 1\n")
     return config
 
 
