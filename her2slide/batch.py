@@ -267,7 +267,7 @@ def process_slide(job: SlideJob, out_root: Path, settings: Settings, overwrite: 
                     (folder / FAILED).unlink(missing_ok=True)
                     marker = read_record(folder, DONE) or {}
                     return SlideResult(job.name, str(job.path), "skipped",
-                                       not_scored=marker.get("outcome") == "not-scored")
+                                       not_scored=without_score(marker))
                 if announce is not None:
                     announce(job)
                 scored = _score_and_mark(job, Path(out_root), settings)
@@ -280,6 +280,12 @@ def process_slide(job: SlideJob, out_root: Path, settings: Settings, overwrite: 
     outcome = "scored" if scored else "not-scored"
     return SlideResult(job.name, str(job.path), outcome, seconds=round(time.perf_counter() - start, 3),
                        not_scored=not scored)
+
+
+def without_score(marker: dict[str, Any]) -> bool:
+    """Whether a done marker is of a slide that failed QC (also markers from before the
+    "not-scored" outcome, which recorded such a slide's null score all the same)."""
+    return marker.get("score", "") is None
 
 
 def _failed(job: SlideJob, exc: BaseException, start: float, limit_min: float | None) -> SlideResult:
@@ -583,7 +589,7 @@ def _result_on_disk(job: SlideJob, folder: Path) -> SlideResult:
                            float(failed.get("seconds") or 0.0))
     done = read_record(folder, DONE)
     if done is not None:
-        return SlideResult(job.name, str(job.path), "skipped", not_scored=done.get("outcome") == "not-scored")
+        return SlideResult(job.name, str(job.path), "skipped", not_scored=without_score(done))
     return SlideResult(job.name, str(job.path), "pending")
 
 
