@@ -111,12 +111,12 @@ class _TileDataset:
             return i, exc
 
 
-def _worker_init(_: int, parent_pid: int) -> None:
+def _worker_init(_: int) -> None:
     import torch
 
     from her2slide.lifeline import die_with_parent
 
-    die_with_parent(parent_pid)  # a killed `score` must not leave its decode processes behind
+    die_with_parent()  # a killed `score` must not leave its decode processes behind
     torch.set_num_threads(1)  # decode workers must not fight the model for cores
 
 
@@ -214,7 +214,7 @@ class CnnSegmenter(_Composed):
         loader = DataLoader(_TileDataset(reader, plan), batch_size=self.batch_size(tile_px), shuffle=False,
                             num_workers=workers, pin_memory=self.cuda,
                             collate_fn=partial(_collate, multiple=self.network.multiple, context=context),
-                            worker_init_fn=partial(_worker_init, parent_pid=os.getpid()) if workers else None,
+                            worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=4 if workers else None, persistent_workers=False)
         pending = None
         for item in loader:

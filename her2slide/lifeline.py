@@ -26,12 +26,14 @@ _PR_SET_PDEATHSIG = 1
 WATCH_INTERVAL_S = 1.0
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Make the calling process end when ``parent_pid`` (its parent) does."""
+def die_with_parent() -> None:
+    """Make the calling process end when its parent does (the process that started it: the
+    scoring process with fork, a fork server with forkserver, which dies with that process)."""
+    parent = os.getppid()
     _parent_death_signal()
-    if os.getppid() != parent_pid:  # the parent died before the guard was set
+    if os.getppid() != parent:  # the parent died while the guard was being set
         os._exit(1)
-    threading.Thread(target=_watch, args=(parent_pid,), name="her2slide-lifeline", daemon=True).start()
+    threading.Thread(target=_watch, args=(parent,), name="her2slide-lifeline", daemon=True).start()
 
 
 def _parent_death_signal() -> None:

@@ -71,14 +71,13 @@ def test_every_reader_applies_the_same_limit(tmp_path: Path, monkeypatch: pytest
 
 def _parent(pids: multiprocessing.Queue, watchdog_only: bool) -> None:
     """A process with one child that guards itself as a DataLoader worker does, then sleeps."""
-    parent = os.getpid()
 
     def child() -> None:
         if watchdog_only:
             import her2slide.lifeline as lifeline
 
             lifeline._parent_death_signal = lambda: None  # only the watchdog thread guards
-        die_with_parent(parent)
+        die_with_parent()
         time.sleep(120)
 
     worker = multiprocessing.get_context("fork").Process(target=child)
