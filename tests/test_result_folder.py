@@ -3,6 +3,7 @@ her2slide's own folders replaced, recoverable replacement, one writer per folder
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -293,3 +294,19 @@ def test_staged_result_lists_what_it_wrote(tmp_path: Path) -> None:
         (staging / "maps.zarr").mkdir()
     marker = json.loads((tmp_path / "slide" / MARKER).read_text())
     assert marker["files"] == ["maps.zarr", "report.json"] and marker["slide"] == str(tmp_path / "slide.svs")
+
+
+def test_a_filesystem_without_file_locks_still_scores_and_says_so(slides: dict[str, Path], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from filelock import FileLock
+
+    def no_flock(self: FileLock, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")  # Lustre mounted without -o flock
+
+    monkeypatch.setattr(FileLock, "acquire", no_flock)
+    assert main(["score", str(slides["good"]), "--out", str(tmp_path), *CLASSICAL]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [f"her2slide: warning: {tmp_path}: this filesystem has no file locks, so two runs writing "
+                        "here at the same time are not kept apart"]
+

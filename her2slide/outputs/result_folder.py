@@ -20,9 +20,11 @@ losing anything:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
@@ -110,7 +112,11 @@ def holding(lock_file: Path, what: Path, context: str) -> Iterator[None]:
         raise OutputFolderError(what, f"already being scored by {_holder(lock_file)} ({context}; {lock_file} "
                                       "is held); wait for it, or use another --out") from None
     except OSError as exc:
-        raise OutputFolderError(what, f"cannot lock {lock_file} ({exc.strerror or type(exc).__name__})") from None
+        if exc.errno not in _NO_LOCKS:
+            raise OutputFolderError(what, f"cannot lock {lock_file} ({exc.strerror or type(exc).__name__})") from None
+        _warn_unlocked(lock_file.parent)  # e.g. Lustre mounted without flock: run, but say so
+        yield
+        return
     try:
         yield
     finally:
@@ -118,6 +124,18 @@ def holding(lock_file: Path, what: Path, context: str) -> Iterator[None]:
         if not lock.is_locked:  # filelock leaves the file; a peer that opened it sees it unlinked and retries
             with suppress(FileNotFoundError):
                 lock_file.unlink()
+
+
+#: errno values of a filesystem that has no file locks at all.
+_NO_LOCKS = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK})
+_warned_unlocked: set[Path] = set()
+
+
+def _warn_unlocked(folder: Path) -> None:
+    if folder not in _warned_unlocked:
+        _warned_unlocked.add(folder)
+        print(f"her2slide: warning: {folder}: this filesystem has no file locks, so two runs writing here at "
+              "the same time are not kept apart", file=sys.stderr)
 
 
 def _write_pid(fd: int) -> None:
