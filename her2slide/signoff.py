@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from her2slide.errors import InputError, read_json_object
+from her2slide.outputs.result_folder import SIGNOFF
 from her2slide.provenance import file_sha256
 from her2slide.scoring import CELL_CLASSES
 
-SIGNOFF_FILE = "signoff.json"
+SIGNOFF_FILE = SIGNOFF
 REPORT_FILE = "report.json"
 FORMAT = "her2slide-signoff/1"
 #: Longest reviewer name and note kept (characters); longer input is refused, never cut.

@@ -34,7 +34,8 @@ from her2slide.batch_cli import dask_client, detect_gpus, gpu_ids, parse_shard
 from her2slide.cli import main
 from her2slide.config import Settings
 from her2slide.errors import InputError, UnsuitableSlideError
-from her2slide.outputs.atomic import staged_folder, write_json_atomic
+from her2slide.outputs.atomic import write_json_atomic
+from her2slide.outputs.result_folder import staged_result
 from her2slide.pipeline import SlideOutcome
 from her2slide.provenance import file_sha256, run_fingerprint
 from her2slide.scoring import Criteria
@@ -71,7 +72,7 @@ class StubPipeline:
         self.calls.append(path.stem)
         self.rois.append(roi)
         destination = Path(out_root) / path.stem
-        with staged_folder(destination) as staging:
+        with staged_result(destination, path) as staging:
             if path.stem in self.errors:
                 raise self.errors[path.stem]
             report = {"score": "1+", "status": "negative", "category": "HER2-low",

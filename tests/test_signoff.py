@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from hardening_fixtures import CLASSICAL, tiny_slide
+from her2slide.batch import SlideJob, run_batch
 from her2slide.cli import main
+from her2slide.config import Settings
 from her2slide.errors import InputError
+from her2slide.outputs import atomic
 from her2slide.outputs.atomic import staged_folder
+from her2slide.outputs.result_folder import foreign_entries, staged_result
 from her2slide.provenance import file_sha256
 from her2slide.signoff import SIGNOFF_FILE, current, read_history, sign_off
 
@@ -90,3 +97,43 @@ def test_a_rescore_keeps_the_history(result: Path) -> None:
         (staging / "report.json").write_text(json.dumps({"score": "2+", "criteria": "breast"}))
     assert (result / SIGNOFF_FILE).read_text() == history
     assert current(result)["current"] is False
+
+
+# --- a sign-off and the result folder's rules (issue 16): never foreign, never lost -----------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_slide(tmp_path_factory.mktemp("slides"), "tiny")
+
+
+def test_a_signed_result_is_rescored_and_keeps_its_history(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["score", str(tiny), "--out", str(out), *CLASSICAL]) == 0
+    sign_off(out / "tiny", "Dr A", accept=True)
+    history = (out / "tiny" / SIGNOFF_FILE).read_bytes()
+    assert foreign_entries(out / "tiny") == []  # a sign-off does not make the folder foreign
+    assert main(["score", str(tiny), "--out", str(out), *CLASSICAL]) == 0
+    assert (out / "tiny" / SIGNOFF_FILE).read_bytes() == history
+    report = run_batch([SlideJob(tiny)], out, Settings(segmenter="classical"), overwrite=True)
+    assert report.results[0].outcome == "scored" and (out / "tiny" / SIGNOFF_FILE).read_bytes() == history
+
+
+def test_a_failed_swap_leaves_the_signed_result_whole(result: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with staged_result(result, result.parent / "slide-1.svs") as staging:  # made a her2slide folder
+        shutil.copy(result / "report.json", staging / "report.json")
+    sign_off(result, "Dr A", accept=True)
+    history = (result / SIGNOFF_FILE).read_bytes()
+    real = os.replace
+
+    def failing(src: os.PathLike, dst: os.PathLike) -> None:
+        if Path(dst) == result and ".partial-" in Path(src).name:  # the new result cannot take the old one's place
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    with pytest.raises(InputError, match="results could not be written"), \
+            staged_result(result, result.parent / "slide-1.svs") as staging:
+        (staging / "report.json").write_text("{}")
+    assert (result / SIGNOFF_FILE).read_bytes() == history  # copied into the new result, never moved
+    assert sorted(p.name for p in result.parent.iterdir()) == ["slide-1"]
+

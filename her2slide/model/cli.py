@@ -17,19 +17,21 @@ def _slide_and_geojson(text: str) -> tuple[Path, Path]:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train or fine-tune the membrane CNN (synthetic data plus a lab's own)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder (resumes if it holds a checkpoint)")
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=800, help="optimiser steps (default 800)")
+    parser.add_argument("--batch", type=int, default=8, help="tiles per step (default 8)")
+    parser.add_argument("--lr", type=float, default=3e-3,
+                        help="peak learning rate of the one-cycle schedule (AdamW; default 0.003)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (tiles, augmentation, initial weights)")
     parser.add_argument("--synthetic-tiles", type=int, default=400, help="size of the synthetic tile pool (0: lab data only)")
-    parser.add_argument("--validation-tiles", type=int, default=120)
+    parser.add_argument("--validation-tiles", type=int, default=120, help="synthetic tiles held out for validation")
     parser.add_argument("--tile-cache", type=Path, default=Path("runs/tiles"), help="where synthetic tiles are cached")
     parser.add_argument("--lab-tiles", type=Path, action="append", default=[], metavar="DIR",
                         help="folder of *.npz tiles, or *.png with NAME_membrane/_nucleus/_tumour.png masks")
     parser.add_argument("--qupath", type=_slide_and_geojson, action="append", default=[], metavar="SLIDE=CELLS.geojson",
                         help="cells exported from QuPath (exhaustively annotated area) and their slide")
     parser.add_argument("--init", type=Path, help="fine-tune from these weights (e.g. models/her2slide-membrane-v1.pt)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train (default auto: CUDA if present)")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader processes preparing samples")
     parser.set_defaults(func=_run)
 
