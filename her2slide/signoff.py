@@ -5,23 +5,23 @@ separate, append-only history: each entry says who signed, when, whether they ac
 algorithm's score or amended it (score, category, free text), which algorithm result they
 saw, and the SHA-256 of the report.json they signed, so a sign-off can never be mistaken for
 one of a later re-scoring. The file is rewritten whole to a temporary name and renamed into
-place, under an exclusive lock, after checking that the history on disk is intact: an entry,
-once written, is never dropped or changed.
+place, after checking that the history on disk is intact: an entry, once written, is never
+dropped or changed. It is written under the result folder's own lock
+(her2slide.outputs.result_folder), the one a score holds while it replaces the folder and
+carries the history over, so a sign-off and a re-score never lose each other's writes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import unicodedata
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from her2slide.errors import InputError, read_json_object
-from her2slide.outputs.result_folder import SIGNOFF
+from her2slide.outputs.result_folder import SIGNOFF, holding, lock_path
 from her2slide.provenance import file_sha256
 from her2slide.scoring import CELL_CLASSES
 
@@ -31,6 +31,9 @@ FORMAT = "her2slide-signoff/1"
 #: Longest reviewer name and note kept (characters); longer input is refused, never cut.
 MAX_REVIEWER = 120
 MAX_NOTE = 4000
+#: How long a sign-off waits for the result folder's lock (s): long enough for another sign-off
+#: (milliseconds), far shorter than a re-score, which it names instead.
+LOCK_WAIT_S = 10.0
 
 #: Categories a pathologist may give with a score, per criteria family (her2slide.scoring.slide).
 _BREAST = {"0": ("HER2-null", "HER2-ultralow"), "1+": ("HER2-low",), "2+": ("equivocal",),
@@ -94,7 +97,8 @@ def sign_off(folder: Path, reviewer: str, *, accept: bool = False, score: str | 
         "report_sha256": file_sha256(report_path),
         "input_sha256": (report.get("provenance") or {}).get("input_sha256"),
     }
-    with _locked(folder):
+    with holding(lock_path(folder.resolve()), folder, f"the sign-off waited {LOCK_WAIT_S:g} s",
+                 wait_s=LOCK_WAIT_S, advice="sign off once it has finished"):
         entries = read_history(folder)
         _write_atomic(folder / SIGNOFF_FILE, {"format": FORMAT, "slide": folder.name, "entries": [*entries, entry]})
     return entry
@@ -138,19 +142,8 @@ def _clean_text(text: str | None, what: str, limit: int, path: Path, *, required
     return text
 
 
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on the result folder, so two sign-offs at once both land in the history."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)
-
-
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")  # one writer at a time: the folder's lock is held
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from hardening_fixtures import CLASSICAL, tiny_slide
+from hardening_fixtures import CLASSICAL, hold_lock_elsewhere, tiny_slide
 from her2slide.batch import SlideJob, run_batch
 from her2slide.cli import main
 from her2slide.config import Settings
-from her2slide.errors import InputError
+from her2slide.errors import InputError, OutputFolderError
 from her2slide.outputs import atomic
 from her2slide.outputs.atomic import staged_folder
-from her2slide.outputs.result_folder import foreign_entries, staged_result
+from her2slide.outputs.result_folder import foreign_entries, lock_path, staged_result
 from her2slide.provenance import file_sha256
 from her2slide.signoff import SIGNOFF_FILE, current, read_history, sign_off
 
@@ -99,7 +100,7 @@ def test_a_rescore_keeps_the_history(result: Path) -> None:
     assert current(result)["current"] is False
 
 
-# --- a sign-off and the result folder's rules (issue 16): never foreign, never lost -----------------
+# --- a sign-off and the result folder's rules (issue 16): the same lock, never foreign, never lost -----------------
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -137,3 +138,28 @@ def test_a_failed_swap_leaves_the_signed_result_whole(result: Path, monkeypatch:
     assert (result / SIGNOFF_FILE).read_bytes() == history  # copied into the new result, never moved
     assert sorted(p.name for p in result.parent.iterdir()) == ["slide-1"]
 
+
+def test_a_signoff_during_a_score_names_it_and_writes_nothing(result: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("her2slide.signoff.LOCK_WAIT_S", 0.2)
+    holder = hold_lock_elsewhere(lock_path(result))
+    try:
+        with pytest.raises(OutputFolderError, match=f"already being scored by PID {holder.pid} .*; sign off once it "
+                                                    "has finished"):
+            sign_off(result, "Dr A", accept=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (result / SIGNOFF_FILE).exists()
+    sign_off(result, "Dr A", accept=True)
+    assert len(read_history(result)) == 1 and not lock_path(result).exists()
+
+
+def test_a_signoff_waits_for_another_to_finish(result: Path) -> None:
+    holder = hold_lock_elsewhere(lock_path(result))  # another sign-off, say, that ends in a moment
+    threading.Timer(0.5, holder.kill).start()
+    try:
+        sign_off(result, "Dr B", accept=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [e["reviewer"] for e in read_history(result)] == ["Dr B"]

@@ -19,7 +19,8 @@ losing anything:
   hold nothing but the result files.)
 
 A re-scored folder carries its pathologist's sign-off history over (copied into the new result
-before the swap).
+before the swap), and a sign-off holds the same lock as a score, so neither can lose the other's
+writes (her2slide.signoff).
 """
 
 from __future__ import annotations
@@ -105,17 +106,19 @@ def lock_path(folder: Path) -> Path:
 
 
 @contextmanager
-def holding(lock_file: Path, what: Path, context: str) -> Iterator[None]:
-    """Hold ``lock_file`` for this process (re-entrant), or raise ``OutputFolderError`` naming
-    ``what`` and the PID of the process that holds it ("already being scored by PID n")."""
+def holding(lock_file: Path, what: Path, context: str, *, wait_s: float = 0.0,
+            advice: str = "wait for it, or use another --out") -> Iterator[None]:
+    """Hold ``lock_file`` for this process (re-entrant), waiting up to ``wait_s`` for another
+    holder, or raise ``OutputFolderError`` naming ``what`` and the PID of the process that holds
+    it ("already being scored by PID n"), followed by ``advice``."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(lock_file), timeout=0, is_singleton=True, on_acquired=_write_pid)
     try:
-        lock.acquire()
+        lock.acquire(timeout=wait_s)
     except Timeout:
         raise OutputFolderError(what, f"already being scored by {_holder(lock_file)} ({context}; {lock_file} "
-                                      "is held); wait for it, or use another --out") from None
+                                      f"is held); {advice}") from None
     except OSError as exc:
         if exc.errno not in _NO_LOCKS:
             raise OutputFolderError(what, f"cannot lock {lock_file} ({exc.strerror or type(exc).__name__})") from None
