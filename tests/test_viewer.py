@@ -10,7 +10,10 @@ import http.client
 import io
 import json
 import shutil
+import signal
 import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +24,7 @@ import pytest
 from PIL import Image
 
 from her2slide.cli import build_parser, main
-from her2slide.errors import InputError
+from her2slide.errors import ExitStatus, InputError
 from her2slide.outputs.cells_table import outline_points, outline_radii
 from her2slide.slide import open_slide
 from her2slide.viewer.cell_index import CellIndex
@@ -210,6 +213,19 @@ def test_a_changed_or_missing_slide_is_refused(result: Path, tmp_path: Path, cap
     moved = tmp_path / "moved-intact.svs"
     shutil.copy(original, moved)
     ViewerServer(result, slide=moved, port=0).socket.close()  # the same bytes elsewhere are accepted
+
+
+@pytest.mark.parametrize("sig, status, line", [(signal.SIGINT, ExitStatus.INTERRUPTED, "her2slide: interrupted"),
+                                               (signal.SIGTERM, ExitStatus.TERMINATED, "her2slide: terminated")])
+def test_ctrl_c_or_sigterm_stops_the_viewer_like_every_command(result: Path, sig: signal.Signals, status: int,
+                                                                line: str) -> None:
+    run = subprocess.Popen([sys.executable, "-m", "her2slide", "view", str(result), "--port", "0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout is not None and "open http://127.0.0.1:" in run.stdout.readline()
+    run.send_signal(sig)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == status
+    assert stderr.strip().splitlines() == [line]  # one line: no traceback, no server log
 
 
 # ---------------------------------------------------------------- headless Chromium

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 from her2slide.scoring.cli import IHC_CHOICES
@@ -42,12 +43,17 @@ def _run_view(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"her2slide: listening on {args.host}: other computers that reach it can view this slide and sign "
               "it off", file=sys.stderr)
-    print(f"her2slide viewer for {args.result}: open {server.url} in a browser (Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    # uvicorn shuts down gracefully on Ctrl-C or SIGTERM and raises the signal again afterwards:
+    # it reaches her2slide.cli.main's net, one line and the exit status of every command.
+    server.serve_forever(ready=lambda: _announce(f"her2slide viewer for {args.result}: open {server.url} in a browser "
+                                                 "(Ctrl-C stops it)"))
     return 0
+
+
+def _announce(line: str) -> None:
+    """Print the viewer's address (from the thread that sees it start); a closed stdout only loses the line."""
+    with suppress(OSError):
+        print(line, flush=True)
 
 
 def _run_signoff(args: argparse.Namespace) -> int:

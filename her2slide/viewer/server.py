@@ -7,6 +7,7 @@ import errno
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -44,8 +45,12 @@ class ViewerServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C)."""
+    def serve_forever(self, ready: Callable[[], None]) -> None:
+        """Serve in this thread until interrupted (Ctrl-C, SIGTERM); ``ready`` is called once the
+        server accepts connections, when uvicorn has taken over those signals (a Ctrl-C before
+        then would interrupt its start half-way)."""
+        announcer = threading.Thread(target=self._when_started, args=(ready, threading.main_thread()), daemon=True)
+        announcer.start()
         self._server.run(sockets=[self.socket])
 
     def start(self) -> ViewerServer:
@@ -53,12 +58,20 @@ class ViewerServer:
         self._server.config.install_signal_handlers = False  # not the main thread
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.socket]}, daemon=True)
         self._thread.start()
+        if not self._when_started(None, self._thread):
+            raise RuntimeError("the viewer server did not start")
+        return self
+
+    def _when_started(self, then: Callable[[], None] | None, serving: threading.Thread) -> bool:
+        """Wait (30 s at most) until the server accepts connections, then call ``then``."""
         deadline = time.monotonic() + 30
         while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the viewer server did not start")
+            if not serving.is_alive() or time.monotonic() > deadline:
+                return False
             time.sleep(0.02)
-        return self
+        if then is not None:
+            then()
+        return True
 
     def stop(self) -> None:
         self._server.should_exit = True
