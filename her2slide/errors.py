@@ -44,6 +44,8 @@ def read_json_object(path: Path, missing: str) -> dict:
         raise InputError(path, missing) from exc
     except (OSError, ValueError) as exc:
         raise InputError(path, f"cannot be read ({exc})") from exc
+    except RecursionError:
+        raise InputError(path, "cannot be read (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise InputError(path, "not a JSON object")
     return data

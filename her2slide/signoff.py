@@ -60,7 +60,7 @@ def read_history(folder: Path) -> list[dict[str, Any]]:
         entries = data["entries"]
         if data.get("format") != FORMAT or not isinstance(entries, list):
             raise ValueError("not a her2slide sign-off file")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InputError(path, f"sign-off history cannot be read ({exc}); it is left as it is") from exc
     return entries
 

@@ -76,6 +76,18 @@ def test_a_damaged_history_is_left_alone(result: Path) -> None:
     assert (result / SIGNOFF_FILE).read_text() == "{not json"
 
 
+def test_json_nested_too_deeply_is_one_line(result: Path, capsys: pytest.CaptureFixture) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    (result / SIGNOFF_FILE).write_text(nested)
+    assert main(["signoff", str(result), "--accept", "--reviewer", "Dr A"]) == 1
+    assert "sign-off history cannot be read" in capsys.readouterr().err
+    (result / SIGNOFF_FILE).unlink()
+    (result / "report.json").write_text(nested)
+    assert main(["signoff", str(result), "--accept", "--reviewer", "Dr A"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"her2slide: {result / 'report.json'}: cannot be read (JSON nested too deeply)\n"
+
+
 def test_command_line(result: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["signoff", str(result), "--score", "2+", "--reviewer", "Dr A", "--note", "checked"]) == 0
     assert "Dr A amended HER2 2+ (equivocal; algorithm 3+): checked" in capsys.readouterr().out
