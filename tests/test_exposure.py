@@ -1,6 +1,6 @@
 """Nothing exposed that was not asked for (issue 16, class 5): a batch's Dask cluster listens on
-this machine only, CSV cells never run as spreadsheet formulas. (Result folders follow the
-umask: tests/test_result_folder.py.)"""
+this machine only, CSV cells never run as spreadsheet formulas (slide names, reviewers' names).
+(Result folders follow the umask: tests/test_result_folder.py.)"""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from her2slide.batch_cli import dask_client
 from her2slide.config import Settings
 from her2slide.outputs.result_folder import staged_result
 from her2slide.pipeline import SlideOutcome
+from her2slide.signoff import sign_off
 
 LOOPBACK = {"127.0.0.1", "::1"}
 
@@ -46,7 +47,9 @@ def test_spreadsheet_formulas_are_neutralised(value: object, shown: object) -> N
     assert spreadsheet_safe(value) == shown
 
 
-def test_a_slide_named_like_a_formula_is_text_in_summary_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def stub_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches here write a fixed HER2 0 report instead of scoring (the summary is under test)."""
     def stub(path: Path, out_root: Path, settings: Settings, **kwargs: object) -> SlideOutcome:
         folder = Path(out_root) / Path(path).stem
         report = {"score": "0", "status": "negative", "category": "HER2-null", "criteria": "breast",
@@ -57,11 +60,32 @@ def test_a_slide_named_like_a_formula_is_text_in_summary_csv(tmp_path: Path, mon
 
     monkeypatch.setattr("her2slide.pipeline.score_slide_file", stub)
     monkeypatch.setattr("her2slide.batch.segmenter_for", lambda settings: None)
+
+
+def summary_row(out: Path) -> dict[str, str]:
+    with open(out / "summary.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    return row
+
+
+def test_a_slide_named_like_a_formula_is_text_in_summary_csv(tmp_path: Path, stub_scoring: None) -> None:
     slide = tmp_path / "=1+1.svs"
     slide.write_bytes(b"slide")
     run_batch([SlideJob(slide)], tmp_path / "out", Settings())
-    with open(tmp_path / "out" / "summary.csv", newline="") as handle:
-        (row,) = csv.DictReader(handle)
+    row = summary_row(tmp_path / "out")
     assert row["slide"] == "'=1+1" and row["path"] == str(slide) and row["percent_0"] == "100.0"
     assert pq.read_table(tmp_path / "out" / "summary.parquet").column("slide").to_pylist() == ["=1+1"]
     assert os.path.isdir(tmp_path / "out" / "=1+1")
+
+
+def test_a_reviewer_named_like_a_formula_is_text_in_summary_csv(tmp_path: Path, stub_scoring: None) -> None:
+    slide = tmp_path / "case.svs"
+    slide.write_bytes(b"slide")
+    out = tmp_path / "out"
+    run_batch([SlideJob(slide)], out, Settings())
+    reviewer = '=HYPERLINK("http://example.invalid","Dr A")'
+    sign_off(out / "case", reviewer, accept=True)
+    run_batch([SlideJob(slide)], out, Settings())
+    row = summary_row(out)
+    assert row["signoff_reviewer"] == f"'{reviewer}" and row["signoff_score"] == "0"
+    assert pq.read_table(out / "summary.parquet").column("signoff_reviewer").to_pylist() == [reviewer]
