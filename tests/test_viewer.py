@@ -26,6 +26,7 @@ from PIL import Image
 from her2slide.cli import build_parser, main
 from her2slide.errors import ExitStatus, InputError
 from her2slide.outputs.cells_table import outline_points, outline_radii
+from her2slide.outputs.result_folder import lock_path
 from her2slide.slide import open_slide
 from her2slide.viewer.cell_index import CellIndex
 from her2slide.viewer.headless import open_viewer, wait_for
@@ -180,6 +181,7 @@ def test_pages_come_with_a_strict_policy_and_other_hosts_are_refused(server: Vie
 
 def test_signoff_route_refuses_forgeries_and_never_touches_the_report(server: ViewerServer, result: Path) -> None:
     report = (result / "report.json").read_bytes()
+    before = {p.name for p in result.iterdir()}
     body = json.dumps({"reviewer": "Dr X", "accept": True}).encode()
     assert post(server, "/api/signoff", body, {"Content-Type": "text/plain"})[0] == 415
     assert post(server, "/api/signoff", body, {"Content-Type": "application/json",
@@ -192,8 +194,8 @@ def test_signoff_route_refuses_forgeries_and_never_touches_the_report(server: Vi
     assert post(server, "/api/signoff", json.dumps({"reviewer": "", "accept": True}).encode(),
                 {"Content-Type": "application/json"})[0] == 400
     assert (result / "report.json").read_bytes() == report
-    assert sorted(p.name for p in result.iterdir() if p.name.startswith("signoff") or p.name.startswith(".")) \
-        == ["signoff.json"]
+    assert {p.name for p in result.iterdir()} - before == {"signoff.json"}  # no temporary left, nothing else
+    assert not lock_path(result).exists()  # the result folder's lock, taken by each sign-off, is released
     (result / "signoff.json").unlink()
 
 
