@@ -7,6 +7,11 @@ as finished only when its marker is there and the marker's fingerprint — input
 model checksums, code version, mpp and ROI — is what this run would use. So a rerun skips
 finished slides, redoes changed ones, retries failures, and a kill at any moment leaves at
 worst a folder without a marker, which the next run redoes.
+
+A slide's folder is held (her2slide.outputs.result_folder) while its task runs, and the batch
+folder while the batch runs (one lock per shard: shards of one cohort run side by side), so
+two runs never write through each other. A slide that fails QC is "not scored": its own
+outcome, count, log event and exit status, never counted as scored.
 """
 
 from __future__ import annotations
@@ -26,26 +31,32 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
+from her2slide import signoff
 from her2slide.config import Settings
-from her2slide.errors import InputError, UnsuitableSlideError
+from her2slide.errors import InputError, OutputFolderError, SlideTimeout, UnsuitableSlideError
 from her2slide.outputs.atomic import write_json_atomic
+from her2slide.outputs.result_folder import (DONE, FAILED, claimed, foreign_entries, holding, prepare_out_root,
+                                             result_folder)
 from her2slide.provenance import code_version, config_sha256, file_sha256
 from her2slide.scoring import Criteria
+from her2slide.time_limit import time_limit
 
 if TYPE_CHECKING:
     from her2slide.engine import Segmenter
 
-DONE = "done.json"
-FAILED = "failed.json"
 CLASSES = ("0", "1+", "2+", "3+")
 SUMMARY_COLUMNS = ("slide", "path", "run_status", "reason", "score", "status", "category", "criteria",
                    "cells_total", *(f"percent_{c}" for c in CLASSES), "pattern", "qc_verdict", "qc_flags",
-                   "seconds", "out_dir")
+                   "seconds", "out_dir", *signoff.SUMMARY_COLUMNS)
 #: Dask topic on which workers announce the slide they start, so the driver can log it live.
 START_TOPIC = "her2slide-batch-start"
 
+#: Characters that make a spreadsheet read a CSV cell as a formula (OWASP, "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+#: ``not-scored``: read and measured, but failed QC (report.json has no score).
 #: ``pending``: only in a summary, for a slide no run has reached yet.
-Outcome = Literal["scored", "skipped", "failed", "pending"]
+Outcome = Literal["scored", "not-scored", "skipped", "failed", "pending"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class SlideResult:
     outcome: Outcome
     reason: str = ""
     seconds: float = 0.0
+    not_scored: bool = False  # QC failed: set for "not-scored", and for "skipped" when the done result has no score
 
 
 # --- what to score ----------------------------------------------------------------------------
@@ -121,6 +133,21 @@ def _job_from_row(cells: dict[str, str], base: Path) -> SlideJob:
 def _resolve(text: str, base: Path) -> Path:
     path = Path(text).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def is_manifest(argument: str | Path) -> bool:
+    """Whether a command-line path is a manifest rather than a slide: a ``.csv`` file, or a text
+    file whose first line is a CSV header with a ``path`` column (no slide format is either)."""
+    path = Path(argument)
+    if path.suffix.lower() == ".csv":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+        first = head.decode("utf-8-sig").splitlines()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return False
+    return "path" in (field.strip() for field in next(csv.reader([first]), []))
 
 
 def jobs_from_paths(patterns: Iterable[str]) -> list[SlideJob]:
@@ -194,7 +221,7 @@ def read_record(folder: Path, name: str) -> dict[str, Any] | None:
     """A done or failed record, or None when absent or unreadable (a torn record is no record)."""
     try:
         record = json.loads((folder / name).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
 
@@ -226,40 +253,66 @@ def process_slide(job: SlideJob, out_root: Path, settings: Settings, overwrite: 
 
     Never raises for a slide's own problems: an ``InputError`` is recorded with its
     one-line reason, anything else with its type and message (and the traceback in
-    ``failed.json``), and the batch goes on with the next slide.
+    ``failed.json``), a slide past ``batch.slide_time_limit_min`` with that reason, and the
+    batch goes on with the next slide. The slide's folder is held throughout; when it cannot
+    be (its name, another run, files her2slide did not write) nothing is written into it.
     """
     start = time.perf_counter()
-    folder = Path(out_root) / job.name
     settings = job_settings(settings, job)
+    limit = settings.batch.slide_time_limit_min
     try:
-        if not overwrite and is_done(job, folder, settings):
-            (folder / FAILED).unlink(missing_ok=True)
-            return SlideResult(job.name, str(job.path), "skipped")
-        if announce is not None:
-            announce(job)
-        _score_and_mark(job, Path(out_root), settings)
-    except Exception as exc:  # noqa: BLE001 -- isolating one slide's failure is this function's job
-        result = SlideResult(job.name, str(job.path), "failed", failure_reason(exc, job.path),
-                             round(time.perf_counter() - start, 3))
-        record_failure(folder, result, exc)
-        return result
-    return SlideResult(job.name, str(job.path), "scored", seconds=round(time.perf_counter() - start, 3))
+        folder = result_folder(out_root, job.path)
+        with claimed(folder, job.path), time_limit(None if limit is None else 60.0 * limit):
+            try:
+                if not overwrite and is_done(job, folder, settings):
+                    (folder / FAILED).unlink(missing_ok=True)
+                    marker = read_record(folder, DONE) or {}
+                    return SlideResult(job.name, str(job.path), "skipped",
+                                       not_scored=without_score(marker))
+                if announce is not None:
+                    announce(job)
+                scored = _score_and_mark(job, Path(out_root), settings)
+            except (Exception, SlideTimeout) as exc:  # noqa: BLE001 -- isolating one slide's failure is the job here
+                result = _failed(job, exc, start, limit)
+                record_failure(folder, result, exc)
+                return result
+    except (Exception, SlideTimeout) as exc:  # noqa: BLE001 -- the folder could not be held: nothing written
+        return _failed(job, exc, start, limit)
+    outcome = "scored" if scored else "not-scored"
+    return SlideResult(job.name, str(job.path), outcome, seconds=round(time.perf_counter() - start, 3),
+                       not_scored=not scored)
 
 
-def _score_and_mark(job: SlideJob, out_root: Path, settings: Settings) -> None:
+def without_score(marker: dict[str, Any]) -> bool:
+    """Whether a done marker is of a slide that failed QC (also markers from before the
+    "not-scored" outcome, which recorded such a slide's null score all the same)."""
+    return marker.get("score", "") is None
+
+
+def _failed(job: SlideJob, exc: BaseException, start: float, limit_min: float | None) -> SlideResult:
+    reason = (f"still running after {limit_min:g} min, the batch's per-slide time limit "
+              "(batch.slide_time_limit_min); stopped" if isinstance(exc, SlideTimeout) else failure_reason(exc, job.path))
+    return SlideResult(job.name, str(job.path), "failed", reason, round(time.perf_counter() - start, 3))
+
+
+def _score_and_mark(job: SlideJob, out_root: Path, settings: Settings) -> bool:
+    """Score the slide and write its marker; whether it got a score (False: QC failed)."""
     from her2slide.pipeline import score_slide_file
 
     # Hash before scoring: a file changed while it is read gets a marker that no longer matches.
     stat, sha = _input_hash(job, None)
     outcome = score_slide_file(job.path, out_root, settings, mpp=job.mpp, roi=job.roi,
-                               segmenter=segmenter_for(settings))
+                               segmenter=lambda: segmenter_for(settings))
     report = outcome.report
+    scored = report["score"] is not None
     marker = {
         "slide": job.name, "input": str(job.path), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-        "fingerprint": fingerprint(job, settings, sha), "finished": now_iso(), "outcome": "scored",
+        "fingerprint": fingerprint(job, settings, sha), "finished": now_iso(),
+        "outcome": "scored" if scored else "not-scored",
         "score": report["score"], "status": report["status"], "category": report["category"],
     }
     write_json_atomic(outcome.out_dir / DONE, marker)
+    return scored
 
 
 def segmenter_for(settings: Settings) -> Segmenter:
@@ -286,9 +339,15 @@ def failure_reason(exc: BaseException, slide: Path | None = None) -> str:
 
 
 def record_failure(folder: Path, result: SlideResult, exc: BaseException) -> None:
-    """``failed.json`` beside (never instead of) an earlier good result; a later success removes it."""
+    """``failed.json`` beside (never instead of) an earlier good result; a later success removes it.
+
+    Not for a folder her2slide may not write (``OutputFolderError``: another run holds it, or it
+    holds files her2slide did not write): the log and the summary carry that failure."""
+    if isinstance(exc, OutputFolderError) or foreign_entries(folder):
+        return
     kind = ("unsuitable" if isinstance(exc, UnsuitableSlideError)
-            else "input" if isinstance(exc, InputError) else "error")
+            else "input" if isinstance(exc, InputError)
+            else "time-limit" if isinstance(exc, SlideTimeout) else "error")
     record = {"slide": result.name, "input": result.path, "failed": now_iso(), "kind": kind,
               "reason": result.reason, "error": type(exc).__name__, "seconds": result.seconds}
     if kind == "error":
@@ -347,6 +406,11 @@ class BatchReport:
         return sum(1 for r in self.results if r is not None and r.outcome == outcome)
 
     @property
+    def not_scored(self) -> int:
+        """Slides of this run without a score because QC failed (this run, or already done so)."""
+        return sum(1 for r in self.results if r is not None and r.not_scored)
+
+    @property
     def failed(self) -> list[SlideResult]:
         return [r for r in self.results if r is not None and r.outcome == "failed"]
 
@@ -356,18 +420,30 @@ def log_name(shard: tuple[int, int] | None) -> str:
     return "batch.log.jsonl" if shard is None else f"batch.shard-{shard[0]}-of-{shard[1]}.log.jsonl"
 
 
+def batch_lock(out_root: Path, shard: tuple[int, int] | None) -> Path:
+    """One batch per folder and shard at a time (the shards of one cohort run side by side)."""
+    return out_root / f".{log_name(shard).removesuffix('.log.jsonl')}.lock"
+
+
 def run_batch(jobs: Sequence[SlideJob], out_root: Path, settings: Settings, *, overwrite: bool = False,
               shard: tuple[int, int] | None = None, client: Any = None, progress: bool | None = None) -> BatchReport:
     """Score this shard's slides (all of them by default), serially or on a Dask ``client``.
 
     Writes ``summary.csv`` / ``summary.parquet`` over the whole manifest (other shards'
-    slides from their records on disk) and appends events to the JSON-lines log.
+    slides from their records on disk) and appends events to the JSON-lines log. Raises
+    ``OutputFolderError`` when DIR cannot be written or another batch (of this shard) holds it.
     """
-    from tqdm import tqdm
-
     out_root = Path(out_root)
     check_jobs(jobs)
-    out_root.mkdir(parents=True, exist_ok=True)
+    prepare_out_root(out_root)
+    with holding(batch_lock(out_root, shard), out_root, "another batch on this folder"):
+        return _run_batch(jobs, out_root, settings, overwrite, shard, client, progress)
+
+
+def _run_batch(jobs: Sequence[SlideJob], out_root: Path, settings: Settings, overwrite: bool,
+               shard: tuple[int, int] | None, client: Any, progress: bool | None) -> BatchReport:
+    from tqdm import tqdm
+
     mine = [k for k in range(len(jobs)) if in_shard(k, shard)]
     log = EventLog(out_root / log_name(shard))
     results: list[SlideResult | None] = [None] * len(jobs)
@@ -389,7 +465,7 @@ def run_batch(jobs: Sequence[SlideJob], out_root: Path, settings: Settings, *, o
                 bar.update()
     finally:
         report = BatchReport(results, *write_summary(summary_rows(jobs, results, out_root), out_root), log.path)
-        log.write("end", **{o: report.count(o) for o in ("scored", "skipped", "failed")},
+        log.write("end", **{o.replace("-", "_"): report.count(o) for o in ("scored", "not-scored", "skipped", "failed")},
                   unfinished=sum(results[k] is None for k in mine), seconds=round(time.perf_counter() - started, 3))
         log.close()
     return report
@@ -426,10 +502,19 @@ def _run_on_dask(work: Work, out_root: Path, settings: Settings, overwrite: bool
                 result = future.result()
             except Exception as exc:  # noqa: BLE001 -- the task itself never raises: its worker died
                 result = SlideResult(job.name, str(job.path), "failed", _lost_reason(exc))
-                record_failure(out_root / job.name, result, exc)
+                _record_lost(job, out_root, result, exc)
             yield k, result
     finally:
         client.unsubscribe_topic(START_TOPIC)
+
+
+def _record_lost(job: SlideJob, out_root: Path, result: SlideResult, exc: Exception) -> None:
+    """A failure record for a slide whose worker died (its lock died with it)."""
+    try:
+        folder = result_folder(out_root, job.path)
+    except OutputFolderError:
+        return
+    record_failure(folder, result, exc)
 
 
 def _lost_reason(exc: Exception) -> str:
@@ -461,7 +546,10 @@ def _log_result(log: EventLog, result: SlideResult) -> None:
         fields["seconds"] = result.seconds
     if result.outcome == "failed":
         fields["reason"] = result.reason
-    log.write(f"slide_{'done' if result.outcome == 'scored' else result.outcome}", **fields)
+    if result.not_scored:
+        fields["not_scored"] = True  # QC failed: no score (also for a slide skipped as already done)
+    event = {"scored": "done", "not-scored": "not_scored"}.get(result.outcome, result.outcome)
+    log.write(f"slide_{event}", **fields)
 
 
 # --- cohort summary ----------------------------------------------------------------------------
@@ -476,14 +564,19 @@ def summary_rows(jobs: Sequence[SlideJob], results: Sequence[SlideResult | None]
     """
     rows = []
     for job, result in zip(jobs, results):
-        folder = out_root / job.name
+        try:
+            folder: Path | None = result_folder(out_root, job.path)
+        except OutputFolderError:
+            folder = None  # a name that has no folder: nothing on disk to describe
         if result is None:
-            result = _result_on_disk(job, folder)
+            result = _result_on_disk(job, folder) if folder is not None else SlideResult(job.name, str(job.path),
+                                                                                         "pending")
         row: dict[str, Any] = dict.fromkeys(SUMMARY_COLUMNS)
         row.update(slide=job.name, path=str(job.path), run_status=result.outcome, reason=result.reason or None)
-        report = read_record(folder, "report.json") if result.outcome in ("scored", "skipped") else None
+        has_report = folder is not None and result.outcome in ("scored", "not-scored", "skipped")
+        report = read_record(folder, "report.json") if has_report else None
         if report is not None:
-            row.update(_report_columns(report), out_dir=str(folder))
+            row.update(_report_columns(report), out_dir=str(folder), **signoff.summary_columns(folder))
         elif result.outcome == "failed":
             row["seconds"] = result.seconds
         rows.append(row)
@@ -495,8 +588,9 @@ def _result_on_disk(job: SlideJob, folder: Path) -> SlideResult:
     if failed is not None:
         return SlideResult(job.name, str(job.path), "failed", str(failed.get("reason", "")),
                            float(failed.get("seconds") or 0.0))
-    if read_record(folder, DONE) is not None:
-        return SlideResult(job.name, str(job.path), "skipped")
+    done = read_record(folder, DONE)
+    if done is not None:
+        return SlideResult(job.name, str(job.path), "skipped", not_scored=without_score(done))
     return SlideResult(job.name, str(job.path), "pending")
 
 
@@ -531,11 +625,18 @@ def write_summary(rows: list[dict[str, Any]], out_root: Path) -> tuple[Path, Pat
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
 
     _replace_atomically(csv_path, write_csv)
     _replace_atomically(parquet_path, lambda tmp: pq.write_table(table, tmp))
     return csv_path, parquet_path
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (a slide named ``=1+1.svs``) gets a
+    leading apostrophe, which spreadsheets show as text; numbers and other text are unchanged.
+    summary.parquet keeps the exact text."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:

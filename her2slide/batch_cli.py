@@ -4,7 +4,9 @@ Serial by default. ``--workers N`` starts a local cluster of N single-threaded w
 processes; ``--gpus-per-node`` starts one worker per GPU (dask-cuda's LocalCUDACluster when
 installed, else plain workers each pinned to one GPU through CUDA_VISIBLE_DEVICES);
 ``--scheduler`` joins a running cluster (e.g. ``dask scheduler`` / ``dask worker`` under
-SLURM). Dask and the pipeline are imported only when the command runs.
+SLURM). Dask and the pipeline are imported only when the command runs. The dashboard of a
+cluster the batch starts listens on this machine only (127.0.0.1) unless ``--dashboard``
+says otherwise: it shows slide names and lets its viewer see the workers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from her2slide.cli import _add_scoring_options, settings_from_args
+from her2slide.cli import _add_out, _add_scoring_options, settings_from_args
 
 #: Dask settings for the clusters a batch starts (and reads while it runs: a restarted worker
 #: reads them again). One slide at a time per worker thread: slides are long, queueing more on
@@ -58,16 +60,23 @@ def _at_least_one(text: str, expected: str) -> int:
     return value
 
 
+def _dashboard(text: str) -> str | None:
+    return None if text == "off" else text
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "batch", help="score many slides, resumably; writes DIR/<stem>/ per slide and DIR/summary.csv",
         description="Score the slides of a manifest (CSV: path[, mpp, criteria, roi]) and/or SLIDE paths and "
                     "globs. Finished slides are skipped on a rerun; failed ones are recorded and retried. "
                     "Exit status 0 when every slide is scored or already done, 1 when any failed, "
-                    "2 when the batch could not start.")
-    p.add_argument("slides", nargs="*", metavar="SLIDE", help="slide paths or quoted globs ('cohort/*.svs')")
+                    "4 when none failed but some failed QC ('not scored'), 2 when the batch could not start, "
+                    "130 when interrupted.")
+    p.add_argument("slides", nargs="*", metavar="SLIDE",
+                   help="slide paths or quoted globs ('cohort/*.svs'); a .csv file (or a text file whose header "
+                        "has a 'path' column) is read as a manifest")
     p.add_argument("--manifest", type=Path, metavar="CSV", help="CSV with a path column; optional mpp, criteria, roi")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    _add_out(p)
     _add_scoring_options(p)  # --mpp and --criteria are defaults: manifest columns override them per slide
     p.add_argument("--overwrite", action="store_true", help="rescore every slide, even those already done")
     p.add_argument("--shard", type=parse_shard, metavar="I/N",
@@ -79,31 +88,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     where.add_argument("--scheduler", metavar="ADDRESS|FILE",
                        help="join a running Dask cluster: tcp://node1:8786, or the JSON file of "
                             "`dask scheduler --scheduler-file`")
+    p.add_argument("--dashboard", type=_dashboard, default="127.0.0.1:0", metavar="HOST:PORT|off",
+                   help="where the dashboard of a cluster the batch starts listens (default 127.0.0.1:0: this "
+                        "machine only, any free port; ':8787' for every interface; 'off')")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from her2slide.batch import jobs_from_paths, read_manifest, run_batch
-    from her2slide.errors import InputError
+    from her2slide.batch import is_manifest, jobs_from_paths, read_manifest, run_batch
+    from her2slide.errors import ExitStatus, InputError
 
     try:
         settings = settings_from_args(args)
-        jobs = (read_manifest(args.manifest) if args.manifest else []) + jobs_from_paths(args.slides)
+        manifests = ([args.manifest] if args.manifest else []) + [Path(s) for s in args.slides if is_manifest(s)]
+        slides = [s for s in args.slides if not is_manifest(s)]
+        jobs = [job for manifest in manifests for job in read_manifest(manifest)] + jobs_from_paths(slides)
         if not jobs:
             print("her2slide: batch: no slides given (SLIDE paths, globs or --manifest)", file=sys.stderr)
-            return 2
+            return ExitStatus.USAGE
         jobs = [job if job.mpp is not None else replace(job, mpp=args.mpp) for job in jobs]
-        with dask_client(args.workers, args.gpus_per_node, args.scheduler) as client:
+        with dask_client(args.workers, args.gpus_per_node, args.scheduler, args.dashboard) as client:
             report = run_batch(jobs, args.out, settings, overwrite=args.overwrite, shard=args.shard, client=client)
     except InputError as exc:
         print(f"her2slide: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     for result in report.failed:
         print(f"her2slide: {result.path}: {result.reason}", file=sys.stderr)
-    print(f"batch: {report.count('scored')} scored, {report.count('skipped')} already done, "
-          f"{report.count('failed')} failed -> {report.summary_csv}")
-    return 1 if report.failed else 0
+    print(batch_line(report))
+    return ExitStatus.FAILED if report.failed else ExitStatus.NOT_SCORED if report.not_scored else ExitStatus.OK
+
+
+def batch_line(report: Any) -> str:
+    """``batch: 3 scored, 1 not scored (QC failed), 2 already done (1 of them not scored), 1 failed -> ...``:
+    every slide of this run in exactly one count, and none without a score counted as scored."""
+    skipped = report.count("skipped")
+    skipped_unscored = sum(1 for r in report.results if r is not None and r.outcome == "skipped" and r.not_scored)
+    done = f"{skipped} already done" + (f" ({skipped_unscored} of them not scored)" if skipped_unscored else "")
+    return (f"batch: {report.count('scored')} scored, {report.count('not-scored')} not scored (QC failed), {done}, "
+            f"{report.count('failed')} failed -> {report.summary_csv}")
 
 
 def detect_gpus() -> list[str]:
@@ -134,10 +157,12 @@ def gpu_ids(request: int | str | None) -> list[str]:
 
 
 @contextmanager
-def dask_client(workers: int | None, gpus: int | str | None, scheduler: str | None) -> Iterator[Any]:
+def dask_client(workers: int | None, gpus: int | str | None, scheduler: str | None,
+                dashboard: str | None = "127.0.0.1:0") -> Iterator[Any]:
     """A Dask client for the batch, or None to run serially in this process.
 
-    A single GPU needs no cluster: the serial run uses it.
+    A single GPU needs no cluster: the serial run uses it. ``dashboard``: where the dashboard
+    of a cluster started here listens (None: no dashboard).
     """
     ids = gpu_ids(gpus)
     if scheduler is None and workers is None and len(ids) <= 1:
@@ -151,21 +176,31 @@ def dask_client(workers: int | None, gpus: int | str | None, scheduler: str | No
         with Client(scheduler_file=scheduler) if file else Client(scheduler) as client:
             yield client
         return
-    with dask.config.set(DASK_CONFIG), _gpu_cluster(ids) if len(ids) > 1 else _cpu_cluster(workers or 1) as cluster, \
-            Client(cluster) as client:
-        print(f"her2slide: batch: Dask dashboard {client.dashboard_link}", file=sys.stderr)
-        yield client
+    with dask.config.set(DASK_CONFIG):
+        cluster = _gpu_cluster(ids, dashboard) if len(ids) > 1 else _cpu_cluster(workers or 1, dashboard)
+        with cluster, Client(cluster) as client:
+            if dashboard is not None:
+                print(f"her2slide: batch: Dask dashboard {client.dashboard_link}", file=sys.stderr)
+            yield client
 
 
-def _cpu_cluster(workers: int) -> Any:
+def _cpu_cluster(workers: int, dashboard: str | None) -> Any:
     """Worker processes, one thread each: the pipeline is single-threaded numpy per slide and
-    processes keep a crash in a native decoder from taking the other slides with it."""
+    processes keep a crash in a native decoder from taking the other slides with it. The
+    scheduler and workers listen on 127.0.0.1 (a local cluster needs no network)."""
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        **_dashboard_options(dashboard))
 
 
-def _gpu_cluster(ids: list[str]) -> Any:
+def _dashboard_options(dashboard: str | None) -> dict[str, Any]:
+    """The scheduler's HTTP server (health checks; the dashboard when asked for) on ``dashboard``,
+    or on a free port of 127.0.0.1 without the dashboard pages when it is off."""
+    return {"dashboard_address": dashboard or "127.0.0.1:0", "scheduler_kwargs": {"dashboard": dashboard is not None}}
+
+
+def _gpu_cluster(ids: list[str], dashboard: str | None) -> Any:
     """One worker per GPU, each seeing only its own device (set before the worker starts)."""
     try:
         from dask_cuda import LocalCUDACluster
@@ -175,6 +210,9 @@ def _gpu_cluster(ids: list[str]) -> Any:
         share = 1.0 / len(ids)  # of system memory, as LocalCluster gives N workers
         specs = {f"gpu-{gid}": {"cls": Nanny, "options": {"nthreads": 1, "memory_limit": share, "host": "127.0.0.1",
                                                           "env": {"CUDA_VISIBLE_DEVICES": gid}}} for gid in ids}
-        scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": ":0"}}
+        options = _dashboard_options(dashboard)
+        scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": options["dashboard_address"],
+                                                   **options["scheduler_kwargs"]}}
         return SpecCluster(workers=specs, scheduler=scheduler)
-    return LocalCUDACluster(CUDA_VISIBLE_DEVICES=",".join(ids), threads_per_worker=1, dashboard_address=":0")
+    return LocalCUDACluster(CUDA_VISIBLE_DEVICES=",".join(ids), threads_per_worker=1, host="127.0.0.1",
+                            **_dashboard_options(dashboard))

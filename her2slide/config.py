@@ -3,7 +3,8 @@
 The defaults below are the single source of truth; ``configs/default.yaml`` is their
 exact dump (a test keeps the two identical), so a lab edits a copy of that file and
 passes it with ``--config``. Unknown keys are errors: a typo in a threshold must not
-silently fall back to the default.
+silently fall back to the default; so are infinite and NaN numbers (``.inf`` is valid
+YAML), refused when the file is read rather than when a slide reaches them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from her2slide.scoring import Criteria, ScoringRules
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TilingSettings(_Strict):
@@ -121,11 +122,28 @@ class RoiSettings(_Strict):
     """Regions of interest drawn by a pathologist (docs/roi_and_qc.md)."""
 
     exclude_classes: tuple[str, ...] = Field(
-        ("Exclude", "Ignore", "DCIS", "In situ", "LCIS", "Normal", "Necrosis", "Artefact", "Artifact"),
-        description="annotation classes whose regions are left out (case-insensitive; QuPath's trailing '*', "
-                    "as in 'Ignore*', is ignored); any other class, or none, marks an include region")
+        ("Exclude", "Ignore", "In situ", "Insitu", "CIS", "DCIS", "LCIS", "Intraductal", "Intraepithelial",
+         "Dysplasia", "Normal", "Stroma", "Immune cells", "Necrosis", "Artefact", "Artifact"),
+        description="a region whose class name contains one of these (as whole words, case-insensitive; QuPath's "
+                    "trailing '*' ignored) is left out; it wins over include_classes, so 'Carcinoma in situ' and "
+                    "'Tumor: DCIS' are left out")
+    include_classes: tuple[str, ...] = Field(
+        ("Tumor", "Tumour", "Invasive", "Carcinoma", "Include", "Region", "ROI"),
+        description="a region whose class name contains one of these (as whole words) and none of exclude_classes "
+                    "is scored; so is an unclassified region")
+    unknown_classes: Literal["refuse", "include", "exclude"] = Field(
+        "refuse", description="a region whose class is in neither list: refuse the ROI file and name the class "
+                              "(default), or score it (include) or leave it out (exclude); report.json lists them")
     outside_tolerance_um: float = Field(50.0, ge=0, description="ROI polygons may overhang the slide by this much; "
                                         "further out means they belong to another image or are not level-0 pixels")
+
+
+class BatchSettings(_Strict):
+    """How ``her2slide batch`` runs; not part of a result, so not part of its fingerprint."""
+
+    slide_time_limit_min: float | None = Field(
+        240.0, gt=0, description="a slide still running after this many minutes fails with that reason and the "
+                                 "batch goes on (checked between tiles); null = no limit")
 
 
 class ModelSettings(_Strict):
@@ -170,6 +188,7 @@ class Settings(_Strict):
     roi: RoiSettings = RoiSettings()
     model: ModelSettings = ModelSettings()
     context: ContextSettings = ContextSettings()
+    batch: BatchSettings = BatchSettings()
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")
@@ -185,11 +204,19 @@ def load_settings(path: str | Path | None = None, **overrides: object) -> Settin
     if path is not None:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise InputError(path, "config file not found") from None
+        except IsADirectoryError:
+            raise InputError(path, "config is a folder; expected a YAML file") from None
+        except OSError as exc:
+            raise InputError(path, f"config cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        except (UnicodeDecodeError, ValueError):
+            raise InputError(path, "config is not a text file; expected YAML") from None
         except yaml.YAMLError as exc:
             raise InputError(path, f"config is not valid YAML ({exc.__class__.__name__})") from None
+        except RecursionError:
+            raise InputError(path, "config is nested too deeply to be a settings file") from None
         if not isinstance(data, dict):
             raise InputError(path, "config must be a mapping of settings")
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -105,13 +105,21 @@ class _TileDataset:
     def __len__(self) -> int:
         return len(self.plan)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
-        return i, read_tile(self.reader, self.plan.tiles[i], self.plan.work_mpp)
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | InputError]:
+        try:
+            return i, read_tile(self.reader, self.plan.tiles[i], self.plan.work_mpp)
+        except InputError as exc:
+            # Handed back as a value: torch re-raises a worker's exception as a RuntimeError
+            # holding a traceback, which would reach the user instead of the one-line reason.
+            return i, exc
 
 
 def _worker_init(_: int) -> None:
     import torch
 
+    from her2slide.lifeline import die_with_parent
+
+    die_with_parent()  # a killed `score` must not leave its decode processes behind
     torch.set_num_threads(1)  # decode workers must not fight the model for cores
 
 
@@ -225,7 +233,10 @@ class CnnSegmenter(_Composed):
                             worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=4 if workers else None, persistent_workers=False)
         pending = None
-        for indices, rgbs, batch in loader:
+        for item in loader:
+            if isinstance(item, InputError):
+                raise item  # a tile that could not be read: the slide's one-line reason
+            indices, rgbs, batch = item
             probs = self._forward(batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2),
                                   self._stain_rows(stain, len(indices)))
             host = probs.to("cpu", non_blocking=self.cuda)
@@ -262,9 +273,12 @@ def _pad_stack(rgbs: list[np.ndarray], multiple: int, context: int = 0) -> np.nd
     return out
 
 
-def _collate(items: list[tuple[int, np.ndarray]], multiple: int, context: int):
+def _collate(items: list[tuple[int, np.ndarray | InputError]], multiple: int, context: int):
     import torch
 
+    failed = next((rgb for _, rgb in items if isinstance(rgb, InputError)), None)
+    if failed is not None:
+        return failed
     indices = [i for i, _ in items]
     rgbs = [rgb for _, rgb in items]
     return indices, rgbs, torch.from_numpy(_pad_stack(rgbs, multiple, context))

@@ -14,11 +14,16 @@ from her2slide.errors import InputError, UnsuitableSlideError
 from her2slide.heterogeneity import RegionGrid, call_heterogeneity
 from her2slide.context.sampling import sampling_risk
 from her2slide.context.wording import decision_support
-from her2slide.engine import Segmenter, make_segmenter
-from her2slide.outputs.atomic import staged_folder, write_json_atomic
+from her2slide.engine import Segmenter
+from her2slide.lazy_segmenter import SegmenterSource, ready
+from her2slide.outputs.atomic import write_json_atomic
 from her2slide.outputs.cells_table import CellTableWriter
 from her2slide.outputs.geojson import CellGeoJsonWriter
+from her2slide.outputs.qc_blocks import QcBlockWriter
+from her2slide.outputs.result_folder import claimed, result_folder, staged_result
+from her2slide.outputs.roi_file import write_roi_geojson
 from her2slide.outputs.slide_outputs import write_review_outputs
+from her2slide.progress import Progress, no_progress
 from her2slide.provenance import code_version, file_sha256
 from her2slide.qc import SlideQc, qc_context
 from her2slide.region_maps import HeterogeneityResult, RegionMaps
@@ -28,6 +33,11 @@ from her2slide.slide import TilePlan, check_suitability, detect_tissue, open_sli
 from her2slide.stain import StainModel
 from her2slide.stain_sample import sample_patches, slide_stain_model
 from her2slide.tile_stream import measured_tiles
+
+#: Why report.json's stage timings add up to more than ``total``.
+TIMINGS_NOTE = ("tile_stream is the wall time of the tile stream; read_and_segment (reading and the network), "
+                "qc and cells (summed over the measurement threads) and write_cells run inside it at the same "
+                "time, so the stages add up to more than total")
 
 
 @dataclass
@@ -51,18 +61,28 @@ class SlideOutcome:
 
 
 def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
-                     mpp: float | None = None, segmenter: Segmenter | None = None,
-                     roi: str | Path | None = None) -> SlideOutcome:
+                     mpp: float | None = None, segmenter: SegmenterSource | None = None,
+                     roi: str | Path | None = None, progress: Progress = no_progress) -> SlideOutcome:
     """Read, measure and score one slide; write its output folder atomically.
 
     Raises :class:`her2slide.errors.InputError` (or its subclass for unsuitable slides)
-    with a one-line reason; nothing is written for a slide that fails. ``segmenter`` lets
-    a caller scoring many slides load the model once (default: the one the settings name).
-    ``roi``: a QuPath GeoJSON or polygon-list file (her2slide.roi); only cells inside it are
-    scored and tiles wholly outside it are never read. A slide that fails QC is written with
-    score None and status "not-scored" (her2slide.qc), never as HER2 0.
+    with a one-line reason; nothing is written for a slide that fails. The output folder is
+    held for this run and replaced only if her2slide wrote it (her2slide.outputs.result_folder).
+    ``segmenter`` lets a caller scoring many slides load the model once: a segmenter, or a
+    function making one, called only after the slide passed its checks, so refusing a bad
+    file never loads the model (default: the one the settings name). ``roi``: a QuPath
+    GeoJSON or polygon-list file (her2slide.roi); only cells inside it are scored and tiles
+    wholly outside it are never read. A slide that fails QC is written with score None and
+    status "not-scored" (her2slide.qc), never as HER2 0. ``progress`` hears of every tile.
     """
     path = Path(path)
+    destination = result_folder(out_root, path)
+    with claimed(destination, path):
+        return _score_into(destination, path, settings, mpp, segmenter, roi, progress)
+
+
+def _score_into(destination: Path, path: Path, settings: Settings, mpp: float | None,
+                segmenter: SegmenterSource | None, roi: str | Path | None, progress: Progress) -> SlideOutcome:
     timer = _Timer()
     start = t = time.perf_counter()
     reader = open_slide(path, mpp=mpp)
@@ -86,16 +106,16 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
         if len(plan) == 0 or roi_area_um2 == 0:
             raise InputError(roi, "the ROI holds no tissue of this slide; not scored")
 
-    destination = Path(out_root) / path.stem
-    segmenter = segmenter or make_segmenter(settings)
+    segmenter = ready(segmenter, settings)
     input_sha256 = file_sha256(path)
-    with staged_folder(destination) as staging:
+    with staged_result(destination, path) as staging:
         grid = RegionGrid(reader.dimensions[0] * reader.mpp, reader.dimensions[1] * reader.mpp, reader.mpp, settings)
-        slide_qc = SlideQc(qc_context(mask, reader.mpp, region, stain, sample, settings), region, stain, settings,
-                           on_excluded=grid.add_excluded)
-        with CellGeoJsonWriter(staging / "cells.geojson.gz", id_seed=input_sha256) as geojson:
+        with CellGeoJsonWriter(staging / "cells.geojson.gz", id_seed=input_sha256) as geojson, \
+                QcBlockWriter(staging / "qc_excluded.parquet") as qc_blocks, progress(len(plan)) as tick:
+            slide_qc = SlideQc(qc_context(mask, reader.mpp, region, stain, sample, settings), region, stain, settings,
+                               on_excluded=grid.add_excluded, on_tile_qc=qc_blocks.append)
             classes, xy_um, t = _measure_all_tiles(reader, plan, stain, settings, segmenter, staging / "cells.parquet",
-                                                   timer, t, sinks=[grid.add, geojson.append], screen=slide_qc)
+                                                   timer, t, sinks=[grid.add, geojson.append, tick], screen=slide_qc)
             if len(classes) == 0 and not any(slide_qc.tally.removed.values()):
                 raise UnsuitableSlideError(path, "no invasive tumour cells found; not scored")
             qc = slide_qc.tally.verdict(len(classes), stain, settings.qc)
@@ -128,9 +148,12 @@ def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
         }
         report["decision_support"] = decision_support(report)
         t = timer.lap("report", t)
+        if region is not None:
+            write_roi_geojson(staging / "roi.geojson", region)
         write_review_outputs(staging, reader, report, maps, heterogeneity, settings)
         timer.lap("maps_and_review", t)
         report["timings"] = {**timer.seconds, "total": round(time.perf_counter() - start, 3)}
+        report["timings_note"] = TIMINGS_NOTE
         write_json_atomic(staging / "report.json", report)
     reader.close()
     return SlideOutcome(destination, report, maps, heterogeneity)

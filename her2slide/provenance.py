@@ -41,8 +41,10 @@ def code_version() -> str:
 
 
 def config_sha256(settings_dump: dict) -> str:
-    """Checksum of a settings dump, independent of key order."""
-    return hashlib.sha256(json.dumps(settings_dump, sort_keys=True).encode()).hexdigest()
+    """Checksum of the settings that decide a result, independent of key order. The ``batch``
+    section (how a batch runs: its time limit) is left out: changing it must not redo a cohort."""
+    deciding = {key: value for key, value in settings_dump.items() if key != "batch"}
+    return hashlib.sha256(json.dumps(deciding, sort_keys=True).encode()).hexdigest()
 
 
 def run_fingerprint(settings: "Settings", input_path: Path) -> dict[str, str | None]:

@@ -243,7 +243,8 @@ class SlideQc:
     """Screens every tile's cells for one slide and keeps the slide's QC tally.
 
     ``on_excluded(x_um, y_um, area_um2)`` receives every excluded area (blocks, and tissue
-    outside the ROI) for the region maps.
+    outside the ROI) for the region maps; ``on_tile_qc`` every tile's final block grid (with
+    the cytoplasmic check), for the table of excluded blocks and their reasons.
     """
 
     context: QcContext
@@ -251,6 +252,7 @@ class SlideQc:
     stain: StainModel
     settings: Settings
     on_excluded: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None
+    on_tile_qc: Callable[[TileQc], None] | None = None
     tally: QcTally = field(default_factory=lambda: QcTally())
 
     def __post_init__(self) -> None:
@@ -266,6 +268,8 @@ class SlideQc:
         tile_qc = tile_qc.with_cytoplasmic(cells, self.settings.qc)
         kept, removed = screen_cells(cells, self.roi, tile_qc)
         self.tally.add(tile_qc, removed)
+        if self.on_tile_qc is not None:
+            self.on_tile_qc(tile_qc)
         if self.on_excluded is not None:
             x, y, area, _ = tile_qc.excluded_blocks()
             if len(area):

@@ -7,10 +7,15 @@ computed over the cells inside. Two file forms are read, both in level-0 pixels 
 * QuPath's GeoJSON export (File > Export objects as GeoJSON): a FeatureCollection, a single
   Feature or a bare list of features. Annotation objects count (``properties.objectType``
   "annotation", the v0.2 ``"id": "PathAnnotationObject"``, or no type at all, as QuPath's own
-  reader defaults); detections, cells, tiles and TMA cores are skipped. A feature whose
-  ``properties.classification`` name is one of ``RoiSettings.exclude_classes`` (for example
-  "Exclude", QuPath's "Ignore*", "DCIS", "Normal", "Necrosis"; case-insensitive) is an exclude
-  region; any other class, or none, an include region. Polygons may have holes.
+  reader defaults); detections, cells, tiles and TMA cores are skipped. Its
+  ``properties.classification`` name decides its role (:func:`class_role`): a name holding a
+  term of ``RoiSettings.exclude_classes`` as whole words ("Exclude", QuPath's "Ignore*", "DCIS",
+  "In situ", "Normal", "Necrosis"...; case-insensitive) is an exclude region, so "Carcinoma in
+  situ" and "Tumor: DCIS" are never scored as invasive; else a name holding a term of
+  ``include_classes`` ("Tumor", "Invasive", QuPath's "Region*"...), or no class at all, is an
+  include region; any other class is *unknown*, and ``unknown_classes`` says what happens to it:
+  the file is refused naming the class (default), or it is included or excluded and listed in
+  report.json. Polygons may have holes.
 * A plain polygon list: ``[[[x, y], ...], ...]`` (include regions), or
   ``{"include": [...], "exclude": [...]}``.
 
@@ -18,12 +23,20 @@ With no include region the whole tissue is scored, minus the exclude regions. Th
 merged with shapely (overlaps count once); cells are tested against them exactly and
 vectorised (``shapely.contains_xy``), and masks on a pixel grid are filled by an even-odd
 scanline over the merged outlines (no rasterio or scikit-image needed).
+
+Repairing an invalid polygon costs time in proportion to the points where its outline crosses
+itself, which a hostile or broken file can make quadratic in its vertices (1 000 random
+vertices: ~110 000 crossings, minutes in ``make_valid``). A drawn outline crosses itself a
+handful of times, so they are counted first (stopping at :data:`MAX_SELF_CROSSINGS`) and a
+polygon with more is refused; the rest are repaired with GEOS's "structure" method, where a
+region drawn over itself stays inside (it does not become a hole).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +58,8 @@ _NOT_ANNOTATIONS = {"detection", "cell", "tile", "tmacore", "tma_core", "root", 
                     "pathcellobject", "pathtileobject", "tmacoreobject", "pathrootobject"}
 _GEOMETRY_TYPES = {"Polygon", "MultiPolygon", "GeometryCollection", "Point", "MultiPoint", "LineString",
                    "MultiLineString"}
+#: An invalid polygon whose outline crosses itself more often than this is refused, not repaired.
+MAX_SELF_CROSSINGS = 1000
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,9 @@ class Roi:
     n_exclude: int
     classes: dict[str, int] = field(default_factory=dict)  # annotations per class name ("" = none)
     skipped: int = 0  # features that are not area annotations (detections, points, lines)
+    roles: dict[str, str] = field(default_factory=dict)  # class name -> "include" / "exclude"
+    unknown: tuple[str, ...] = ()  # classes in neither list, given the role of unknown_rule
+    unknown_rule: str = "refuse"
 
     @property
     def region(self) -> BaseGeometry | None:
@@ -127,6 +145,8 @@ class Roi:
             "exclude": {"polygons": self.n_exclude, "area_mm2": area(self.exclude)},
             "whole_tissue": self.include is None,
             "classes": dict(self.classes), "skipped_objects": self.skipped,
+            "class_roles": dict(self.roles), "unknown_classes": list(self.unknown),
+            "unknown_classes_rule": self.unknown_rule,
         }
 
 
@@ -147,22 +167,35 @@ def load_roi(path: str | Path, settings: RoiSettings, *, slide_size: tuple[int, 
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InputError(path, "ROI file is not JSON; expected a QuPath GeoJSON export or a polygon list") from None
+    except RecursionError:
+        raise InputError(path, "ROI file is nested too deeply to be a GeoJSON export or a polygon list") from None
 
     regions, skipped = _regions(data, path)
-    excluded_names = {_normalise(name) for name in settings.exclude_classes}
     include: list[BaseGeometry] = []
     exclude: list[BaseGeometry] = []
     classes: dict[str, int] = {}
+    roles: dict[str, str] = {}
+    unknown: list[str] = []
     for geom, name, forced in regions:
         classes[name or ""] = classes.get(name or "", 0) + 1
-        is_exclude = forced == "exclude" if forced else _is_excluded(name, excluded_names)
-        (exclude if is_exclude else include).append(geom)
+        role = forced or class_role(name, settings)
+        if role is None:
+            unknown += [name] if name not in unknown else []
+            role = settings.unknown_classes
+        if name:
+            roles[name] = role
+        (exclude if role == "exclude" else include).append(geom)
+    if unknown and settings.unknown_classes == "refuse":
+        raise InputError(path, f"ROI class {', '.join(repr(n) for n in unknown)} is neither an include nor an exclude "
+                               "class, so its role is unknown; set it with roi.include_classes / roi.exclude_classes "
+                               "(or roi.unknown_classes) in a --config (docs/roi_and_qc.md)")
     if not include and not exclude:
         note = f" ({skipped} non-area objects skipped)" if skipped else ""
         raise InputError(path, f"ROI file holds no polygons{note}")
     roi = Roi(path=path, sha256=hashlib.sha256(raw).hexdigest(),
               include=_merge(include), exclude=_merge(exclude), n_include=len(include), n_exclude=len(exclude),
-              classes=classes, skipped=skipped)
+              classes=classes, skipped=skipped, roles=roles, unknown=tuple(unknown),
+              unknown_rule=settings.unknown_classes)
     if roi.region is not None and roi.region.is_empty:
         raise InputError(path, "the ROI's exclude regions cover all of its include regions; nothing is left to score")
     if slide_size is not None:
@@ -242,16 +275,28 @@ def _class_name(classification: Any) -> str | None:
     return None
 
 
-def _normalise(name: str) -> str:
-    """Case-insensitive, without QuPath's trailing '*' (its 'Ignore*' class)."""
-    return name.strip().rstrip("*").strip().casefold()
-
-
-def _is_excluded(name: str | None, excluded: set[str]) -> bool:
-    """A class is excluded by its full name or any part of a derived name ("Tumor: Exclude")."""
+def class_role(name: str | None, settings: RoiSettings) -> str | None:
+    """"exclude" when the class name holds an exclude term as whole words (in-situ disease,
+    normal tissue, artefacts: never scored as invasive, whatever else the name says);
+    "include" when it holds an include term, or there is no class; None when it is unknown."""
     if not name:
-        return False
-    return _normalise(name) in excluded or any(_normalise(part) in excluded for part in name.split(":"))
+        return "include"
+    words = _words(name)
+    if any(_holds(words, _words(term)) for term in settings.exclude_classes):
+        return "exclude"
+    if any(_holds(words, _words(term)) for term in settings.include_classes):
+        return "include"
+    return None
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """Lower-case words: "Carcinoma in-situ*" -> ("carcinoma", "in", "situ"); QuPath's "Ignore*" -> ("ignore",)."""
+    return tuple(re.findall(r"[^\W_]+", text.casefold()))
+
+
+def _holds(words: tuple[str, ...], term: tuple[str, ...]) -> bool:
+    n = len(term)
+    return n > 0 and any(words[i:i + n] == term for i in range(len(words) - n + 1))
 
 
 def _shape(geometry: dict, path: Path, what: str) -> BaseGeometry:
@@ -292,7 +337,10 @@ def _polygonal(geom: BaseGeometry, path: Path, what: str) -> BaseGeometry | None
         return None
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
-        geom = _area_parts(shapely.make_valid(geom))
+        if self_crossings(geom, stop_after=MAX_SELF_CROSSINGS) > MAX_SELF_CROSSINGS:
+            raise InputError(path, f"{what} is an outline that crosses itself more than {MAX_SELF_CROSSINGS} times, "
+                                   "which is not a drawn region; redraw it")
+        geom = _area_parts(shapely.make_valid(geom, method="structure"))
         if geom is None:
             raise InputError(path, f"{what} is an invalid polygon that cannot be repaired ({reason})")
         return geom
@@ -300,6 +348,28 @@ def _polygonal(geom: BaseGeometry, path: Path, what: str) -> BaseGeometry | None
     if parts is None and geom.geom_type != "GeometryCollection":
         raise InputError(path, f"{what} is a polygon with no area")
     return parts
+
+
+def self_crossings(geom: BaseGeometry, stop_after: int, chunk: int = 64) -> int:
+    """Points where the polygon's rings cross (themselves or each other), counted until more than
+    ``stop_after`` are found, so the count costs little even when the answer would be huge."""
+    segments = []
+    for polygon in shapely.get_parts(geom):
+        if polygon.geom_type == "Polygon":
+            for ring in (polygon.exterior, *polygon.interiors):
+                c = shapely.get_coordinates(ring)
+                segments.append(np.stack([c[:-1], c[1:]], axis=1))
+    if not segments:
+        return 0
+    lines = shapely.linestrings(np.concatenate(segments))
+    tree = shapely.STRtree(lines)
+    found = 0
+    for start in range(0, len(lines), chunk):
+        mine, other = tree.query(lines[start:start + chunk], predicate="crosses")
+        found += int(np.sum(mine + start < other))  # each crossing pair once
+        if found > stop_after:
+            break
+    return found
 
 
 def _area_parts(geom: BaseGeometry) -> BaseGeometry | None:

@@ -34,7 +34,8 @@ from her2slide.batch_cli import dask_client, detect_gpus, gpu_ids, parse_shard
 from her2slide.cli import main
 from her2slide.config import Settings
 from her2slide.errors import InputError, UnsuitableSlideError
-from her2slide.outputs.atomic import staged_folder, write_json_atomic
+from her2slide.outputs.atomic import write_json_atomic
+from her2slide.outputs.result_folder import staged_result
 from her2slide.pipeline import SlideOutcome
 from her2slide.provenance import file_sha256, run_fingerprint
 from her2slide.scoring import Criteria
@@ -71,7 +72,7 @@ class StubPipeline:
         self.calls.append(path.stem)
         self.rois.append(roi)
         destination = Path(out_root) / path.stem
-        with staged_folder(destination) as staging:
+        with staged_result(destination, path) as staging:
             if path.stem in self.errors:
                 raise self.errors[path.stem]
             report = {"score": "1+", "status": "negative", "category": "HER2-low",
@@ -479,3 +480,18 @@ def test_killed_batch_resumes_without_redoing_or_corrupting(cohort: list[Path], 
     for source in slides:
         assert file_sha256(source) == json.loads((out / source.stem / DONE).read_text())["fingerprint"]["input_sha256"]
     assert not list(out.glob(".*partial*"))
+
+
+# --- sign-off ----------------------------------------------------------------------------------
+
+def test_summary_carries_the_pathologists_signoff(stub: StubPipeline, inputs: list[Path], tmp_path: Path) -> None:
+    from her2slide.signoff import sign_off
+
+    out = tmp_path / "out"
+    run_batch(jobs_of(inputs[:2]), out, Settings())
+    sign_off(out / "a", "Dr Ada", score="2+", note="membranes complete at 20x")
+    run_batch(jobs_of(inputs[:2]), out, Settings())  # a rerun skips both slides and refreshes the table
+    rows = summary(out)
+    assert (rows[0]["signoff_score"], rows[0]["signoff_category"], rows[0]["signoff_reviewer"],
+            rows[0]["signoff_state"]) == ("2+", "equivocal", "Dr Ada", "signed")
+    assert rows[1]["signoff_score"] == rows[1]["signoff_state"] == ""

@@ -31,9 +31,9 @@ def test_fit_recovers_thresholds_that_separate_the_controls() -> None:
 
 
 def test_impossible_controls_are_reported_not_hidden() -> None:
-    measured = [_cells("0", 0.5), _cells("3+", 0.5)]  # the same cells cannot be both
+    measured = [_cells("0", 0.02), _cells("1+", 0.2), _cells("2+", 0.5), _cells("3+", 0.5)]  # 2+ and 3+ alike
     result = fit_thresholds(measured, Settings(), grid=np.round(np.geomspace(0.04, 1.6, 16), 4))
-    assert result.correct == 1 and result.total == 2
+    assert result.correct == 3 and result.total == 4
 
 
 def test_calibrate_command_writes_a_usable_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

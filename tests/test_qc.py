@@ -189,7 +189,7 @@ def test_a_slide_failing_qc_is_not_scored_never_zero(small_slide: Path, tmp_path
                                                      capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "strict.yaml"
     config.write_text("qc:\n  min_tumour_cells: 1000000\n")
-    assert main(["score", str(small_slide), "--out", str(tmp_path), "--config", str(config)]) == 0
+    assert main(["score", str(small_slide), "--out", str(tmp_path), "--config", str(config)]) == 4  # not scored
     out_dir = tmp_path / small_slide.stem
     report = json.loads((out_dir / "report.json").read_text())
     assert report["score"] is None and report["status"] == "not-scored" and report["category"] is None

@@ -139,3 +139,64 @@ def test_review_renders_in_chromium_without_console_messages(page: Path, tmp_pat
     assert image.std() > 20, "blank screenshot"
     colours = np.unique(image.reshape(-1, 3)[::97], axis=0)
     assert len(colours) > 50
+
+
+# ---------------------------------------------------------------- readable for a pathologist
+
+
+def test_qc_exclusions_and_the_heterogeneity_call_are_spelled_out(tmp_path: Path) -> None:
+    report = make_report()
+    report["qc"] = {"verdict": "pass", "flags": [], "reasons": [], "assessed_area_mm2": 0.4209,
+                    "excluded": {"saturated": 0.0, "blur": 0.0041, "edge": 0.0933}, "excluded_fraction": 0.2313,
+                    "cells_removed": {"roi": 0, "qc": 25}}
+    path = tmp_path / "review.html"
+    write_review_html(path, report, make_maps(), make_heterogeneity(), _thumbnail(), THUMB_MPP,
+                      _cells_parquet(tmp_path / "cells.parquet"), gallery="<p>GALLERY</p>")
+    text = path.read_text(encoding="utf-8")
+    assert "QC: 23.1% of the assessed tissue excluded (edge 22.2%, blur 1.0%); 25 cells removed" in text
+    assert "Excluded from scoring: <b>23.1%</b> of the assessed tissue; cells removed: 25 in excluded blocks" in text
+    assert "<td>edge</td><td class=\"num\">0.093</td><td class=\"num\">22.2%</td>" in text
+    assert "<td>saturated</td>" not in text and "<p>GALLERY</p>" in text
+    visible, folded = text.split("all heterogeneity metrics")
+    assert "<b>Focal</b>: the positive cells are a subpopulation gathered in distinct areas" in visible
+    assert "tumour cells 2+ or stronger" in visible and "positive_percent" not in visible
+    assert "positive_percent" in folded
+
+
+def test_slide_derived_text_is_escaped(tmp_path: Path) -> None:
+    report = make_report()
+    report["provenance"]["input"] = '/data/<script>alert(1)</script> "x".svs'
+    report["reasons"] = ['<img src=x onerror="alert(2)">']
+    report["qc"] = {"verdict": "fail", "flags": ["<b>flag</b>"], "reasons": ["<i>why</i>"]}
+    path = tmp_path / "review.html"
+    write_review_html(path, report, make_maps(), make_heterogeneity(), _thumbnail(), THUMB_MPP,
+                      _cells_parquet(tmp_path / "cells.parquet"))
+    text = path.read_text(encoding="utf-8")
+    for raw in ("<script>alert", "<img src=x", "<b>flag", "<i>why"):
+        assert raw not in text, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in text
+
+
+def test_gallery_picks_each_class_across_its_range_and_the_cells_nearest_each_cut() -> None:
+    from her2slide.outputs.cell_gallery import PER_GROUP, class_groups, threshold_groups
+    from her2slide.scoring import ScoringRules
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 4, 400)
+    dab = rng.uniform(0, 1.2, 400)
+    completeness = rng.uniform(0, 1, 400)
+    intensity = np.digitize(dab, [0.1, 0.28, 0.55])
+    groups = class_groups(codes, dab, score="2+")
+    assert [g.title.split()[0] for g in groups] == ["2+", "3+", "1+", "0"] and "made the score" in groups[0].title
+    for group, code in zip(groups, (2, 3, 1, 0)):
+        members = dab[codes == code]
+        assert len(group.rows) == PER_GROUP and (codes[group.rows] == code).all()
+        assert dab[group.rows[0]] == members.min() and dab[group.rows[-1]] == members.max()
+    rules = ScoringRules()
+    cuts = threshold_groups(dab, completeness, intensity, rules)
+    assert len(cuts) == 4
+    nearest = np.sort(np.abs(dab - rules.intense_od))
+    picked = np.abs(dab[cuts[2].rows] - rules.intense_od)
+    below = (dab[cuts[2].rows] < rules.intense_od).sum()
+    assert below == PER_GROUP // 2 and picked.max() <= nearest[PER_GROUP * 2]
+    assert (intensity[cuts[3].rows] >= 2).all()

@@ -15,7 +15,7 @@ from her2slide.cli import main
 from her2slide.config import RoiSettings, Settings
 from her2slide.errors import InputError
 from her2slide.pipeline import score_slide_file
-from her2slide.roi import load_roi
+from her2slide.roi import class_role, load_roi, self_crossings
 from her2slide.scoring import CELL_CLASSES
 from her2slide.slide.tiles import Tile, TilePlan
 from her2slide.slide.tissue import TissueMask
@@ -95,6 +95,59 @@ def test_a_self_crossing_polygon_is_repaired(tmp_path: Path) -> None:
     bowtie = [[0, 0], [100, 100], [100, 0], [0, 100], [0, 0]]
     roi = load_roi(_write(tmp_path, [_feature([bowtie])]), SETTINGS)
     assert roi.include.is_valid and roi.include.area == pytest.approx(5000.0)
+
+
+@pytest.mark.parametrize("name, role", [
+    ("Carcinoma in situ", "exclude"), ("carcinoma in-situ", "exclude"), ("Tumor: DCIS", "exclude"),
+    ("LCIS*", "exclude"), ("High-grade dysplasia", "exclude"), ("Invasive carcinoma with DCIS", "exclude"),
+    ("Ignore*", "exclude"), ("Stroma", "exclude"),
+    ("Tumor", "include"), ("Invasive carcinoma", "include"), ("Region*", "include"), ("Tumour region 2", "include"),
+    (None, "include"), ("Fibrosis", None), ("Positive", None), ("Cisplatin-treated", None),
+])
+def test_class_roles_never_score_in_situ_disease_as_invasive(name: str | None, role: str | None) -> None:
+    assert class_role(name, SETTINGS) == role
+
+
+def test_an_in_situ_only_roi_leaves_its_region_out(tmp_path: Path) -> None:
+    roi = load_roi(_write(tmp_path, [_feature([SQUARE], "Carcinoma in situ")]), SETTINGS)
+    assert roi.include is None and roi.n_exclude == 1  # the rest of the tissue is scored, never the CIS
+    assert roi.to_dict()["class_roles"] == {"Carcinoma in situ": "exclude"}
+
+
+def test_unknown_classes_are_refused_by_name_or_given_the_configured_role(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_feature([SQUARE], "Tumor"), _feature([HOLE], "Fibrosis"), _feature([HOLE], "Other")])
+    with pytest.raises(InputError, match="ROI class 'Fibrosis', 'Other' is neither an include nor an exclude class"):
+        load_roi(path, SETTINGS)
+    roi = load_roi(path, RoiSettings(unknown_classes="exclude"))
+    assert (roi.n_include, roi.n_exclude, roi.unknown) == (1, 2, ("Fibrosis", "Other"))
+    assert roi.to_dict()["unknown_classes_rule"] == "exclude"
+    roi = load_roi(path, RoiSettings(include_classes=("Tumor", "Fibrosis", "Other")))
+    assert (roi.n_include, roi.unknown) == (3, ())
+
+
+@pytest.mark.timeout(60)
+def test_a_self_crossing_outline_of_1000_vertices_is_refused_at_once(tmp_path: Path) -> None:
+    ring = np.random.default_rng(0).uniform(0, 1800, (1000, 2)).round().tolist()  # ~110 000 self-crossings
+    path = _write(tmp_path, [_feature([ring + ring[:1]], "Tumor")])
+    assert path.stat().st_size < 20_000
+    with pytest.raises(InputError, match="crosses itself more than 1000 times"):
+        load_roi(path, SETTINGS)
+    assert self_crossings(shapely.Polygon(ring), stop_after=10 ** 9) > 100_000
+
+
+def test_a_long_outline_that_crosses_itself_once_is_repaired(tmp_path: Path) -> None:
+    angles = np.linspace(0, 2 * np.pi, 20_000, endpoint=False)
+    ring = np.column_stack([1000 + 800 * np.cos(angles), 1000 + 800 * np.sin(angles)])
+    ring[[10, 11]] = ring[[11, 10]]  # a brush stroke that twists once
+    roi = load_roi(_write(tmp_path, [_feature([ring.tolist() + ring[:1].tolist()], "Tumor")]), SETTINGS)
+    assert roi.include.is_valid and roi.include.area == pytest.approx(np.pi * 800 ** 2, rel=1e-3)
+
+
+def test_an_roi_nested_100000_deep_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="nested too deeply"):
+        load_roi(path, SETTINGS)
 
 
 def test_mask_matches_contains_at_pixel_centres(tmp_path: Path) -> None:

@@ -105,6 +105,13 @@ def _read_slide(path: Path, columns: list[str]) -> tuple[dict[str, Any], dict[st
             report = json.loads(report_path.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(report_path, f"not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InputError(report_path, "nested too deeply to be a her2slide report") from None
+        if isinstance(report, dict) and report.get("status") == "not-scored":
+            # Its cells failed QC: anything computed from them would read as a scored slide.
+            raise InputError(report_path, "this slide was not scored (QC failed: "
+                                          f"{'; '.join((report.get('qc') or {}).get('reasons') or ['see report.json'])}"
+                                          "); its cells cannot stand for it")
     try:
         schema = pq.read_schema(cells)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet

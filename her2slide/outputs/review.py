@@ -34,7 +34,7 @@ COMPLETENESS_BINS = np.linspace(0.0, 1.0, 21)
 DAB_BINS = np.linspace(0.0, 1.2, 25)
 
 #: Caption, unit and fixed display range (None: the map's own maximum) of every float map.
-_MAP_INFO: dict[str, tuple[str, str, float | None]] = {
+MAP_INFO: dict[str, tuple[str, str, float | None]] = {
     "fraction_0": ("share of cells scored 0", "", 1.0),
     "fraction_1+": ("share of cells scored 1+", "", 1.0),
     "fraction_2+": ("share of cells scored 2+", "", 1.0),
@@ -46,9 +46,22 @@ _MAP_INFO: dict[str, tuple[str, str, float | None]] = {
 }
 
 
+def map_style(name: str, values: np.ndarray) -> tuple[str, str, float]:
+    """Caption, unit and top of the display range (0 to top) of the float map ``name``."""
+    caption, unit, top = MAP_INFO[name]
+    if top is None:
+        finite = values[np.isfinite(values)]
+        top = (float(finite.max()) if finite.size else 1.0) or 1.0
+    return caption, unit, top
+
+
 def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity: HeterogeneityResult,
-                      thumbnail_rgb: np.ndarray, thumb_mpp: float, cells_parquet: Path) -> None:
-    """Render the review page for one scored slide and write it atomically to ``path``."""
+                      thumbnail_rgb: np.ndarray, thumb_mpp: float, cells_parquet: Path, gallery: str = "") -> None:
+    """Render the review page for one scored slide and write it atomically to ``path``.
+
+    ``gallery``: the example-cell section's HTML (her2slide.outputs.cell_gallery), built where
+    the slide is open.
+    """
     template = Template(resources.files("her2slide.outputs").joinpath("review_template.html").read_text("utf-8"))
     thumb, scale = _display_thumbnail(thumbnail_rgb)
     extent = _thumbnail_extent(thumb.shape[:2], thumb_mpp * scale, maps.mpp_level0)
@@ -56,19 +69,20 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
     rules = ((report.get("provenance") or {}).get("config") or {}).get("scoring") or {}
     score = report.get("score")
     page = template.substitute(
-        title=_e(_slide_name(report)),
-        score=_e(score if score is not None else "not scored"),
+        title=escape(_slide_name(report)),
+        score=escape(score if score is not None else "not scored"),
         badge_class="" if score is not None else "none",
         badge_colour=_css_colour(SCORE_COLOURS.get(_SCORE_VALUES.get(score, 0), (136, 136, 136))),
-        summary=_e(" · ".join(str(v) for v in (score_text(report), f"criteria: {report.get('criteria', '?')}") if v)),
-        reasons="".join(f"<li>{_e(r)}</li>" for r in _as_list(report.get("reasons"))),
+        summary=escape(" · ".join(str(v) for v in (score_text(report), f"criteria: {report.get('criteria', '?')}")
+                                  if v)),
+        reasons="".join(f"<li>{escape(r)}</li>" for r in _as_list(report.get("reasons"))),
         class_table=_class_table(report),
         class_chart=_class_chart(report),
-        pattern=_e(heterogeneity.pattern),
+        pattern=escape(heterogeneity.pattern),
         heterogeneity=_heterogeneity(heterogeneity),
-        thumbnail=_data_uri(thumb, "JPEG"),
+        thumbnail=data_uri(thumb, "JPEG"),
         maps=_maps(maps, extent, thumb.shape[:2]),
-        map_note=_e(f"{maps.region_um:g} µm regions; no colour: no tumour cells (local score: too few to score)"),
+        map_note=escape(f"{maps.region_um:g} µm regions; no colour: no tumour cells (local score: too few to score)"),
         completeness_histogram=svg_histogram(completeness, COMPLETENESS_BINS, "completeness (share of circumference)",
                                              [(rules["complete_fraction"], "complete")]
                                              if "complete_fraction" in rules else []),
@@ -76,6 +90,8 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
                                     [(rules[k], k.replace("_od", "")) for k in ("faint_od", "moderate_od", "intense_od")
                                      if k in rules]),
         qc=_qc(report.get("qc")),
+        qc_summary=escape(_qc_summary(report.get("qc"))),
+        gallery=gallery or '<p class="muted">no cells to show</p>',
         provenance=_provenance(report),
     )
     path = Path(path)
@@ -136,9 +152,9 @@ def _class_table(report: dict) -> str:
             continue
         share = float(percent[name])
         count = f"{round(share * total / 100):d}" if isinstance(total, (int, float)) else ""
-        rows.append(f'<tr><td><span style="color:{_css_colour(SCORE_COLOURS[value])}">■</span> {_e(name)}</td>'
+        rows.append(f'<tr><td><span style="color:{_css_colour(SCORE_COLOURS[value])}">■</span> {escape(name)}</td>'
                     f'<td class="num">{count}</td><td class="num">{share:.1f}%</td></tr>')
-    total_text = f"{total:,}" if isinstance(total, int) else _e(total)
+    total_text = f"{total:,}" if isinstance(total, int) else escape(total)
     return (f"<table><tr><th>class</th><th>cells</th><th>share</th></tr>{''.join(rows)}"
             f'<tr><th>total</th><td class="num">{total_text}</td><td></td></tr></table>')
 
@@ -149,7 +165,7 @@ def _class_chart(report: dict) -> str:
     for i, (value, name) in enumerate(SCORE_NAMES.items()):
         share = float(percent.get(name, 0.0))
         y = 10 + i * 28
-        bars.append(f'<text x="0" y="{y + 15}">{_e(name)}</text>'
+        bars.append(f'<text x="0" y="{y + 15}">{escape(name)}</text>'
                     f'<rect x="34" y="{y}" width="{3.4 * share:.1f}" height="20" '
                     f'fill="{_css_colour(SCORE_COLOURS[value])}"/>'
                     f'<text x="{40 + 3.4 * share:.1f}" y="{y + 15}">{share:.1f}%</text>')
@@ -157,21 +173,51 @@ def _class_chart(report: dict) -> str:
             f'width="100%" style="max-width:520px">{"".join(bars)}</svg>')
 
 
+#: What each pattern means, in words (docs/heterogeneity.md).
+_PATTERN_WORDS = {
+    "homogeneous": "the positive cells are not a distinct subpopulation: the slide reads the same throughout",
+    "focal": "the positive cells are a subpopulation gathered in distinct areas and absent from others",
+    "mosaic": "the positive cells are a subpopulation intermixed with negative cells throughout",
+}
+#: The few heterogeneity numbers a reader needs: (metric key, label, shown as a percentage).
+_KEY_METRICS = (
+    ("positive_percent", "tumour cells {positive} or stronger", False),
+    ("cluster_count", "clusters of positive regions", False),
+    ("positive_area_share", "scored regions where positive cells are the majority", True),
+    ("largest_cluster_share_of_positive_cells", "positive cells in the largest cluster", True),
+    ("segregation", "segregation (0 intermixed … 1 apart)", False),
+)
+
+
 def _heterogeneity(result: HeterogeneityResult) -> str:
+    """The call in words, the few numbers behind it, the clusters; every metric folded away."""
     metrics = dict(result.metrics)
     reason = metrics.pop("reason", None)
-    out = f"<p>{_e(reason)}</p>" if isinstance(reason, str) else ""
-    out += '<div class="metrics">' + "".join(
-        f"<div><span>{_e(k)}</span><span>{_e(v)}</span></div>" for k, v in _flatten(metrics)) + "</div>"
+    positive = metrics.get("positive_class", "2+")
+    words = _PATTERN_WORDS.get(result.pattern, "")
+    out = f'<p class="call"><b>{escape(result.pattern.capitalize())}</b>: {escape(words)}.</p>'
+    if isinstance(reason, str):
+        out += f'<p class="muted">Why: {escape(reason)}</p>'
+    rows = []
+    for key, label, percent in _KEY_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = f"{100 * value:.1f}%" if percent else (f"{value:.1f}%" if key == "positive_percent" else _fmt(value))
+            rows.append(f'<tr><th>{escape(label.format(positive=positive))}</th>'
+                        f'<td class="num">{escape(text)}</td></tr>')
+    out += f'<table class="key">{"".join(rows)}</table>' if rows else ""
     if result.clusters:
         keys = [k for k in result.clusters[0] if not isinstance(result.clusters[0][k], (dict, list))][:8]
-        head = "".join(f"<th>{_e(k)}</th>" for k in ["#", *keys])
+        head = "".join(f"<th>{escape(k)}</th>" for k in ["#", *keys])
         body = "".join("<tr>" + f'<td class="num">{i}</td>' + "".join(
-            f'<td class="num">{_e(_fmt(c.get(k)))}</td>' for k in keys) + "</tr>"
+            f'<td class="num">{escape(_fmt(c.get(k)))}</td>' for k in keys) + "</tr>"
             for i, c in enumerate(result.clusters[:10], start=1))
         more = f'<p class="muted">{len(result.clusters) - 10} more clusters in report.json</p>' \
             if len(result.clusters) > 10 else ""
-        out += f'<h2>Clusters of positive regions</h2><div class="scroll"><table>{head}{body}</table></div>{more}'
+        out += f'<h3>Clusters of positive regions</h3><div class="scroll"><table>{head}{body}</table></div>{more}'
+    out += ('<details><summary>all heterogeneity metrics</summary><div class="metrics">' + "".join(
+        f"<div><span>{escape(k)}</span><span>{escape(v)}</span></div>" for k, v in _flatten(metrics))
+        + "</div></details>")
     return out
 
 
@@ -189,13 +235,11 @@ def _maps(maps: RegionMaps, extent: tuple[float, float, float, float], shape: tu
                      for v, n in SCORE_NAMES.items())
     figures = [_figure("local score (the slide rules applied to each region)",
                        label_rgba(maps.labels["local_score_class"], colours), place, shape, outline, legend)]
-    layers = {name: maps.channels[name] for name in CHANNELS if name in _MAP_INFO}
+    layers = {name: maps.channels[name] for name in CHANNELS if name in MAP_INFO}
     if maps.excluded is not None:
         layers["excluded"] = maps.excluded
     for name, values in layers.items():
-        caption, unit, top = _MAP_INFO[name]
-        finite = values[np.isfinite(values)]
-        top = top if top is not None else (float(finite.max()) if finite.size else 1.0) or 1.0
+        caption, unit, top = map_style(name, values)
         figures.append(_figure(caption, scalar_rgba(values, 0.0, top), place, shape, outline,
                                _colour_bar(0.0, top, unit)))
     return _viridis_gradient() + "".join(figures)
@@ -203,9 +247,9 @@ def _maps(maps: RegionMaps, extent: tuple[float, float, float, float], shape: tu
 
 def _figure(caption: str, rgba: np.ndarray, place: str, shape: tuple[int, int], outline: str, legend: str) -> str:
     height, width = shape
-    return (f'<figure><figcaption>{_e(caption)}</figcaption>'
+    return (f'<figure><figcaption>{escape(caption)}</figcaption>'
             f'<div class="map" style="aspect-ratio:{width}/{height}">'
-            f'<img class="layer" alt="" src="{_data_uri(rgba, "PNG")}" style="{place}">{outline}</div>'
+            f'<img class="layer" alt="" src="{data_uri(rgba, "PNG")}" style="{place}">{outline}</div>'
             f"<div>{legend}</div></figure>")
 
 
@@ -237,8 +281,8 @@ def _viridis_gradient() -> str:
 def _colour_bar(low: float, high: float, unit: str) -> str:
     return (f'<svg viewBox="0 0 300 30" width="100%" style="max-width:300px">'
             f'<rect x="0" y="0" width="300" height="12" fill="url(#viridis)"/>'
-            f'<text x="0" y="26">{_fmt(low)}{_e(unit)}</text>'
-            f'<text x="300" y="26" text-anchor="end">{_fmt(high)}{_e(unit)}</text></svg>')
+            f'<text x="0" y="26">{_fmt(low)}{escape(unit)}</text>'
+            f'<text x="300" y="26" text-anchor="end">{_fmt(high)}{escape(unit)}</text></svg>')
 
 
 def svg_histogram(counts: np.ndarray, bins: np.ndarray, xlabel: str, markers: list[tuple[float, str]]) -> str:
@@ -258,31 +302,76 @@ def svg_histogram(counts: np.ndarray, bins: np.ndarray, xlabel: str, markers: li
         for i, (v, label) in enumerate(markers) if bins[0] <= v <= bins[-1])
     ticks = "".join(f'<text x="{left + (v - bins[0]) * scale_x:.1f}" y="{bottom + 14}" '
                     f'text-anchor="middle">{v:g}</text>' for v in np.linspace(bins[0], bins[-1], 5))
-    return (f'<svg role="img" aria-label="{_e(xlabel)} histogram" viewBox="0 0 {width:g} {height:g}" width="100%" '
+    return (f'<svg role="img" aria-label="{escape(xlabel)} histogram" viewBox="0 0 {width:g} {height:g}" width="100%" '
             f'style="max-width:560px"><text x="0" y="{bottom - 126}">{top}</text><text x="0" y="{bottom}">0</text>'
             f'<line x1="{left}" x2="{width - 10}" y1="{bottom}" y2="{bottom}" stroke="#333"/>{bars}{lines}{ticks}'
-            f'<text x="{(width + left) / 2}" y="{height - 4}" text-anchor="middle">{_e(xlabel)}; '
+            f'<text x="{(width + left) / 2}" y="{height - 4}" text-anchor="middle">{escape(xlabel)}; '
             f'{int(counts.sum()):,} cells</text></svg>')
 
 
 def _marker_label(x: float, y: float, text: str, right: bool) -> str:
     """A marker's label beside its line, on the left of it near the right edge so it is not cut off."""
     anchor = ' text-anchor="end"' if right else ""
-    return f'<text x="{x - 2 if right else x + 2:.1f}" y="{y}"{anchor}>{_e(text)}</text>'
+    return f'<text x="{x - 2 if right else x + 2:.1f}" y="{y}"{anchor}>{escape(text)}</text>'
 
 
 def _qc(qc: Any) -> str:
-    """QC as either a list of flags or ``{"verdict": ..., "flags": [...]}``."""
-    verdict = qc.get("verdict") if isinstance(qc, dict) else None
-    flags = qc.get("flags", []) if isinstance(qc, dict) else (qc or [])
+    """QC: the verdict and its reasons, the area excluded per reason, the cells removed, the flags.
+
+    Takes report.json's dict (her2slide.qc) or an older bare list of flags.
+    """
+    qc = qc if isinstance(qc, dict) else {"flags": qc or []}
+    flags = qc.get("flags") or []
     if isinstance(flags, dict):
         flags = [f"{k}: {v}" for k, v in flags.items()]
-    parts = [f"<p>verdict: <b>{_e(verdict)}</b></p>"] if verdict is not None else []
+    parts = []
+    if qc.get("verdict") is not None:
+        parts.append(f"<p>verdict: <b>{escape(qc['verdict'])}</b></p>")
+    parts.extend(f'<p class="flag">{escape(reason)}</p>' for reason in qc.get("reasons") or [])
+    parts.append(_qc_exclusions(qc))
     if flags:
-        parts.append("".join(f'<span class="flag">{_e(_flag_text(f))}</span>' for f in flags))
+        parts.append("".join(f'<span class="flag">{escape(_flag_text(f))}</span>' for f in flags))
     else:
         parts.append('<p class="ok">no QC flags</p>')
     return "".join(parts)
+
+
+def _qc_summary(qc: Any) -> str:
+    """One line for the page's header: how much tissue QC took out, and why."""
+    if not isinstance(qc, dict) or "excluded" not in qc:
+        return ""
+    assessed = qc.get("assessed_area_mm2") or 0
+    excluded = {k: v for k, v in (qc.get("excluded") or {}).items() if isinstance(v, (int, float)) and v > 0}
+    removed = (qc.get("cells_removed") or {}).get("qc", 0)
+    if not excluded or not assessed:
+        return "QC: no tissue excluded"
+    parts = ", ".join(f"{reason} {100 * area / assessed:.1f}%" for reason, area in
+                      sorted(excluded.items(), key=lambda item: -item[1]))
+    return (f"QC: {100 * sum(excluded.values()) / assessed:.1f}% of the assessed tissue excluded ({parts}); "
+            f"{removed:,} cells removed")
+
+
+def _qc_exclusions(qc: dict) -> str:
+    """Area excluded per reason (mm² and share of the assessed tissue) and the cells that removed."""
+    excluded = {k: v for k, v in (qc.get("excluded") or {}).items() if isinstance(v, (int, float)) and v > 0}
+    assessed = qc.get("assessed_area_mm2")
+    removed = qc.get("cells_removed") or {}
+    if not excluded and not any(removed.values()):
+        return '<p class="ok">no tissue excluded</p>' if "excluded" in qc else ""
+
+    def share(area: float) -> str:
+        return f"{100 * area / assessed:.1f}%" if isinstance(assessed, (int, float)) and assessed > 0 else ""
+
+    rows = "".join(f'<tr><td>{escape(reason)}</td><td class="num">{area:.3f}</td>'
+                   f'<td class="num">{share(area)}</td></tr>'
+                   for reason, area in sorted(excluded.items(), key=lambda item: -item[1]))
+    total = sum(excluded.values())
+    lost = ", ".join(f"{n:,} {where}" for where, n in (("in excluded blocks", removed.get("qc", 0)),
+                                                      ("outside the ROI", removed.get("roi", 0))) if n)
+    return (f"<p>Excluded from scoring: <b>{share(total) or f'{total:.3f} mm²'}</b> of the assessed tissue"
+            f"{f'; cells removed: {lost}' if lost else ''}.</p>"
+            f'<table><tr><th>reason</th><th>mm²</th><th>share</th></tr>{rows}'
+            f'<tr><th>total</th><td class="num">{total:.3f}</td><td class="num">{share(total)}</td></tr></table>')
 
 
 def _flag_text(flag: Any) -> str:
@@ -309,13 +398,13 @@ def _provenance(report: dict) -> str:
         ("code version", p.get("code_version")),
         ("total time", f"{report['timings']['total']:.1f} s" if "total" in (report.get("timings") or {}) else None),
     ]
-    table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v is not None)
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows if v is not None)
     config = json.dumps(p.get("config"), indent=1) if p.get("config") is not None else None
-    details = f"<details><summary>full settings</summary><pre>{_e(config)}</pre></details>" if config else ""
+    details = f"<details><summary>full settings</summary><pre>{escape(config)}</pre></details>" if config else ""
     timings = report.get("timings") or {}
     if timings:
         details += ("<details><summary>timings</summary><table>" + "".join(
-            f'<tr><th>{_e(k)}</th><td class="num">{_fmt(v)} s</td></tr>' for k, v in timings.items())
+            f'<tr><th>{escape(k)}</th><td class="num">{_fmt(v)} s</td></tr>' for k, v in timings.items())
             + "</table></details>")
     return f"<table>{table}</table>{details}"
 
@@ -323,7 +412,7 @@ def _provenance(report: dict) -> str:
 # ---------------------------------------------------------------- small helpers
 
 
-def _data_uri(image: np.ndarray, kind: str) -> str:
+def data_uri(image: np.ndarray, kind: str) -> str:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=kind, **({"quality": 85} if kind == "JPEG" else {"optimize": True}))
     return f"data:image/{kind.lower()};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
@@ -367,5 +456,5 @@ def _css_colour(rgb: Iterable[int]) -> str:
     return f"rgb({int(r)},{int(g)},{int(b)})"
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape("" if value is None else str(value))

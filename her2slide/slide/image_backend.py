@@ -6,11 +6,23 @@ pickled reader carries no pixels), and halved copies are cached as coarser level
 A plain image rarely records its pixel size; a DPI or resolution tag is used only when
 it gives a plausible scan resolution (72 or 96 dpi are screen defaults), otherwise
 the user is asked for ``--mpp``.
+
+Damaged files are refused with what is wrong, before anything else is asked of the user:
+an image larger than the decoded-pixel limit (her2slide.slide.reader.MAX_DECODED_PIXELS) at
+open, a TIFF whose structure is broken or whose data reach past the end of the file (a
+truncated copy) at open, and a file whose pixels do not decode before asking for ``--mpp``.
+Decoders raise many exception types (imagecodecs has one per codec); all of them become the
+one-line "pixel data cannot be decoded". tifffile reports damage through logging, which is
+collected here rather than printed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +30,8 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from her2slide.errors import InputError
-from her2slide.slide.reader import (MAX_MPP, MIN_MPP, BaseReader, check_size, resolve_mpp,
-                                    rgba_on_white, short_cause)
+from her2slide.slide.reader import (MAX_DECODED_PIXELS, MAX_MPP, MIN_MPP, BaseReader, check_decoded_pixels,
+                                    check_size, resolve_mpp, rgba_on_white, short_cause)
 
 #: Virtual levels are added by halving until the longest side is at most this.
 _COARSEST_SIDE_PX = 1024
@@ -36,6 +48,42 @@ def _plausible(mpp: float | None) -> float | None:
 def _is_tiff(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) in _TIFF_MAGIC
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """Errors tifffile logs while the block runs (it logs damage and carries on), kept off stderr."""
+    logger = logging.getLogger("tifffile")
+    collect, propagate = _Collect(), logger.propagate
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        yield collect.messages
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
+
+
+def _tiff_damage(tif: tifffile.TiffFile, file_size: int) -> str | None:
+    """Why a TIFF is truncated or damaged (its pages' data past the end of the file, or an error
+    tifffile logs while walking its pages), or None."""
+    with _tifffile_errors() as errors:
+        ends = [offset + count for page in tif.pages
+                for offset, count in zip(page.dataoffsets, page.databytecounts)]
+    if ends and max(ends) > file_size:
+        return f"its image data reach byte {max(ends):,}, past the end of the {file_size:,}-byte file"
+    if errors:
+        return short_cause(Exception(errors[0].split("> ", 1)[-1]))
+    return None
 
 
 def _tiff_mpp(tif: tifffile.TiffFile) -> float | None:
@@ -85,22 +133,29 @@ class ImageReader(BaseReader):
     def __init__(self, path: Path, mpp: float | None = None) -> None:
         self.path = Path(path)
         self._levels: list[np.ndarray | None] | None = None
+        damage = None
         try:
             self._tiff = _is_tiff(self.path)
             if self._tiff:
-                with tifffile.TiffFile(self.path) as tif:
+                with _tifffile_errors(), tifffile.TiffFile(self.path) as tif:
                     page = tif.pages.first
                     size = (int(page.imagewidth), int(page.imagelength))
                     file_mpp, fmt = _tiff_mpp(tif), "TIFF"
+                    if size[0] * size[1] <= MAX_DECODED_PIXELS:
+                        damage = _tiff_damage(tif, self.path.stat().st_size)
             else:
-                with Image.open(self.path) as image:
+                with warnings.catch_warnings(), Image.open(self.path) as image:
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
                     size, fmt = image.size, image.format or "image"
                     dpi = image.info.get("dpi")
                     file_mpp = 25400.0 / float(dpi[0]) if dpi and dpi[0] else None
         except UnidentifiedImageError as exc:
             raise InputError(self.path, "cannot be opened as a slide or image "
                                         "(not a recognised slide or image format)") from exc
-        except (OSError, ValueError, tifffile.TiffFileError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise InputError(self.path, f"image is larger than the {MAX_DECODED_PIXELS / 1e6:.0f} megapixels "
+                                        f"her2slide decodes at once ({short_cause(exc)})") from exc
+        except Exception as exc:  # noqa: BLE001 -- header parsers raise many types for a damaged file
             raise InputError(self.path, f"cannot be opened as a slide or image ({short_cause(exc)})") from exc
         self.vendor = fmt.lower()
         self.properties = {"image.format": fmt}
@@ -113,16 +168,27 @@ class ImageReader(BaseReader):
         self.level_dimensions = tuple(dims)
         self.level_downsamples = tuple((size[0] / w + size[1] / h) / 2 for w, h in dims)
         check_size(self.path, size)
+        check_decoded_pixels(self.path, size, "image is", "a whole-slide image this large needs a tiled, "
+                                                           "pyramidal format (e.g. `vips tiffsave --tile --pyramid`)")
+        if damage is not None:
+            raise InputError(self.path, f"file is truncated or damaged: {damage}")
+        if mpp is None and _plausible(file_mpp) is None:
+            self._level(0)  # before asking for --mpp, make sure the pixels can be read at all
         self.mpp, self.mpp_source = resolve_mpp(self.path, _plausible(file_mpp), mpp)
 
     def _decode(self) -> np.ndarray:
         try:
-            if self._tiff:
-                return _to_rgb(tifffile.imread(self.path, key=0))
-            with Image.open(self.path) as image:
-                return _pil_to_rgb(image)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise InputError(self.path, f"pixel data cannot be decoded ({short_cause(exc)})") from exc
+            with _tifffile_errors(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                if self._tiff:
+                    return _to_rgb(tifffile.imread(self.path, key=0))
+                with Image.open(self.path) as image:
+                    return _pil_to_rgb(image)
+        except MemoryError as exc:
+            raise InputError(self.path, "pixel data are too large to decode in the memory available") from exc
+        except Exception as exc:  # noqa: BLE001 -- each decoder (imagecodecs, PIL, zlib...) has its own error types
+            raise InputError(self.path, f"pixel data cannot be decoded: the file is truncated or damaged "
+                                        f"({short_cause(exc)})") from exc
 
     def _level(self, level: int) -> np.ndarray:
         """Level ``level`` of the virtual pyramid, decoding or halving on first use."""

@@ -26,6 +26,12 @@ MIN_SIDE_PX = 64
 #: Largest level region decoded at once when building a thumbnail (pixels), so a
 #: single-level slide never has to be held in memory whole.
 _THUMBNAIL_CHUNK_PX = 4096 * 4096
+#: The most pixels decoded for one image: a plain image (decoded whole) or the pyramid level
+#: an overview is read from. PIL's own decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS),
+#: so every reader refuses the same files: a 38 kB file that decodes to 40 000² px (13 GB)
+#: is refused at once instead of after a minute. A whole-slide file is streamed tile by tile
+#: and may be far larger, as long as it has coarser levels for its overview.
+MAX_DECODED_PIXELS = 178_956_970
 #: Relative slack when picking a level: a downsample of 4.02 still serves a 4x request.
 _LEVEL_TOLERANCE = 1.01
 
@@ -116,6 +122,8 @@ class BaseReader:
         out_h = max(1, round(h0 * self.mpp / target_mpp))
         level = self.level_for_mpp(target_mpp)
         lw, lh = self.level_dimensions[level]
+        check_decoded_pixels(self.path, (lw, lh), "its overview would be read from a level of",
+                             "it needs coarser pyramid levels (e.g. `vips tiffsave --tile --pyramid`)")
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
         ds = self.level_downsamples[level]
         rows_per_strip = max(1, int(_THUMBNAIL_CHUNK_PX / (lw * fy)))
@@ -188,6 +196,14 @@ def check_size(path: Path, dimensions: tuple[int, int]) -> None:
     w, h = dimensions
     if min(w, h) < MIN_SIDE_PX:
         raise InputError(path, f"image is {w} x {h} px, too small to hold tissue")
+
+
+def check_decoded_pixels(path: Path, size: tuple[int, int], what: str, remedy: str) -> None:
+    """Refuse to decode an image of ``size`` (width, height) above :data:`MAX_DECODED_PIXELS`."""
+    w, h = size
+    if w * h > MAX_DECODED_PIXELS:
+        raise InputError(path, f"{what} {w} x {h} px ({w * h / 1e6:,.0f} megapixels), more than the "
+                               f"{MAX_DECODED_PIXELS / 1e6:.0f} megapixels her2slide decodes at once; {remedy}")
 
 
 def short_cause(exc: BaseException, limit: int = 120) -> str:

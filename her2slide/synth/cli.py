@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "an evaluation suite (--suite N) or membrane training tiles (--tiles N).",
     )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    p.add_argument("--pattern", choices=("homogeneous", "focal", "mosaic"), default="homogeneous")
+    p.add_argument("--pattern", choices=("homogeneous", "focal", "mosaic"), default="homogeneous",
+                   help="one score everywhere, positive clusters in a negative tumour, or positive cells intermixed")
     p.add_argument("--score", choices=("0", "1+", "2+", "3+"), default=None,
                    help="homogeneous: target breast score (default 2+); focal/mosaic: score of the negative "
                         "background, 0 or 1+ (default 0)")
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--clusters", type=int, default=1, help="focal: number of positive clusters")
     p.add_argument("--size-um", type=float, nargs=2, default=(1000.0, 1000.0), metavar=("W", "H"),
                    help="slide size in micrometres (default 1000 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same slide)")
     p.add_argument("--name", default=None, help="file stem (default from the pattern, score and seed)")
     p.add_argument("--suite", type=int, default=None, metavar="N", help="write an N-slide evaluation suite instead")
     p.add_argument("--workers", type=int, default=None, help="suite: processes (default 2 or fewer)")
@@ -88,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
             "; ".join(e["msg"] for e in exc.errors())
         print(f"her2slide synth: {msg}", file=sys.stderr)
         return 1
+    from her2slide.cli import result_words
+
     print(slide.svs)
     print(slide.truth_parquet)
     print(slide.truth_json)
-    print(f"true HER2 score {slide.score} ({slide.status}, {slide.category}), {slide.n_cells} tumour cells, "
-          f"{slide.seconds:.1f} s")
+    print(f"true HER2 score {slide.score} ({result_words(slide.status, slide.category)}), "
+          f"{slide.n_cells} tumour cells, {slide.seconds:.1f} s")
     return 0
