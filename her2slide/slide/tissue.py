@@ -4,6 +4,12 @@ Tissue absorbs light and glass does not, so the summed RGB optical density separ
 them whatever the stain. Otsu (on log OD) picks the split per slide; an absolute floor
 keeps blank glass (where Otsu would split noise) empty. Sizes are in µm² so the cleanup means the
 same at any thumbnail resolution.
+
+Glass is also featureless, and tissue is not: on a field or crop with no glass at all, Otsu
+splits pale stroma from dense epithelium, and the pale part must not be taken for glass (its
+border would be taken for a tissue edge). So a region below the threshold is glass only when
+its texture is that of glass; a textured one is pale tissue and joins the mask. The mask keeps
+that glass (``TissueMask.glass``): tissue edges are where tissue meets it.
 """
 
 from __future__ import annotations
@@ -15,10 +21,16 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from her2slide.stain import estimate_white_point, rgb_to_od
+from her2slide.stain import brightest_white, rgb_to_od
 
 #: Added before taking the log of OD so glass (OD ≈ 0) stays finite.
 _LOG_OFFSET = 0.003
+#: Glass texture: a region below the tissue threshold is glass when the median local standard
+#: deviation (3 x 3 thumbnail px) of its summed OD is below this. Measured at 8 µm/px: glass
+#: around the four real TMA cores 0.0017-0.0022, pale tissue that Otsu split off in crops of
+#: them 0.013-0.045, a synthetic thumbnail with 1.5 grey levels of noise per channel 0.0045
+#: (docs/roi_and_qc.md, "Tissue edge").
+GLASS_MAX_TEXTURE_OD = 0.006
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,12 @@ class TissueMask:
     mask: np.ndarray
     mpp: float
     downsample: float
+    glass: np.ndarray | None = None  # featureless background; None: every pixel off the mask is glass
+
+    @property
+    def glass_mask(self) -> np.ndarray:
+        """Where the tissue meets glass (the image border is not glass)."""
+        return ~self.mask if self.glass is None else self.glass
 
     @property
     def area_um2(self) -> float:
@@ -82,10 +100,11 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
     min_object_um2, min_hole_um2 : smaller specks are dropped, smaller holes filled.
     """
     # Pure white is usually a reader's fill for unscanned area, not glass: leave it out of
-    # the white point, and take the 90th percentile so its blurred edge (254, 250, ...) is
-    # not taken for glass either; otherwise real glass (often ≈ 240) would count as tissue.
+    # the white point, and take the brightest tenth (not the very brightest) so its blurred edge
+    # (254, 250, ...) is not taken for glass either; otherwise real glass (often ≈ 240) would
+    # count as tissue. Ranked by summed log intensity, so a scanner's colour balance cancels.
     scanned = thumbnail_rgb[(thumbnail_rgb < 255).any(axis=-1)]
-    white = estimate_white_point(scanned if len(scanned) >= 100 else thumbnail_rgb, percentile=90.0)
+    white = brightest_white(scanned if len(scanned) >= 100 else thumbnail_rgb.reshape(-1, 3), share=0.1)
     od_sum = ndi.gaussian_filter(rgb_to_od(thumbnail_rgb, white).sum(axis=-1), smooth_px)
     # Otsu on log OD: glass (≈ 0.005) and pale tissue (≈ 0.02–0.1) are two modes there,
     # while on a linear scale the long tail of dark tissue drags the split into the tissue.
@@ -95,7 +114,25 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
         threshold = max(min_od, float(np.exp(threshold_otsu(log_od)) - _LOG_OFFSET))
     px_area = mpp**2
     mask = od_sum > threshold
+    mask |= _textured_regions(~mask, thumbnail_rgb)
     mask &= ~_small_components(mask, min_object_um2 / px_area)
     mask |= _small_components(~mask, min_hole_um2 / px_area, spare_border=True)
     downsample = 1.0 if level0_mpp is None else mpp / level0_mpp
-    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample))
+    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample), glass=~mask)
+
+
+def _textured_regions(background: np.ndarray, thumbnail_rgb: np.ndarray) -> np.ndarray:
+    """Connected regions of ``background`` whose median local texture is not glass's: pale tissue.
+
+    Texture is measured on the summed OD against any white (unclipped), so neither the white
+    point nor a scanner's colour balance changes it.
+    """
+    labels, n = ndi.label(background)
+    if n == 0:
+        return np.zeros_like(background)
+    od = -np.log10(np.maximum(thumbnail_rgb.astype(np.float32), 1.0)).sum(axis=-1)
+    mean = ndi.uniform_filter(od, 3)
+    texture = np.sqrt(np.maximum(ndi.uniform_filter(od * od, 3) - mean * mean, 0.0))
+    median = ndi.median(texture, labels, index=np.arange(1, n + 1))
+    textured = np.concatenate([[False], np.asarray(median) > GLASS_MAX_TEXTURE_OD])
+    return textured[labels]
