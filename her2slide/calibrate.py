@@ -9,6 +9,10 @@ is how well the controls pin each threshold down.
 
 Completeness is measured with the faint threshold (a sector is stained above it), so when
 the fitted faint threshold moves the controls are measured again and the fit repeated once.
+
+The controls' counterstain (QC's nuclear haematoxylin statistic) is kept as the reference the
+fitted thresholds belong to (``qc.reference_counterstain_od``): a later slide far paler than it
+was scanned or stained differently from the controls, and QC says so (her2slide.qc.verdict).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class ControlCells:
     completeness: np.ndarray
     lateral: np.ndarray
     xy_um: np.ndarray
+    counterstain_od: float | None = None  # QC's nuclear counterstain of the control
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,8 @@ def measure_controls(controls: list[Control], settings: Settings) -> list[Contro
                                   columns=["stained_dab_od", "completeness", "lateral", "x_um", "y_um"])
             cols = {name: table.column(name).to_numpy() for name in table.column_names}
             measured.append(ControlCells(control, cols["stained_dab_od"], cols["completeness"], cols["lateral"],
-                                         np.column_stack([cols["x_um"], cols["y_um"]])))
+                                         np.column_stack([cols["x_um"], cols["y_um"]]),
+                                         outcome.report["qc"]["stain"]["counterstain_od"]))
     return measured
 
 
@@ -99,18 +105,27 @@ def fit_thresholds(measured: list[ControlCells], settings: Settings, grid: np.nd
     for cells in measured:
         predicted, percent = _predict(cells, rules, settings)
         per_control.append({"path": str(cells.control.path), "label": cells.control.score, "predicted": predicted,
-                            "cells": int(len(cells.stained_od)),
+                            "cells": int(len(cells.stained_od)), "counterstain_od": cells.counterstain_od,
                             "percent": {k: round(percent[k], 2) for k in CELL_CLASSES}})
     return CalibrationResult(rules, best_correct, len(measured), ranges, per_control)
 
 
 def calibrate(controls: list[Control], settings: Settings, grid: np.ndarray = GRID) -> tuple[Settings, CalibrationResult]:
-    """Measure, fit, and (if the faint threshold moved) measure again and refit once."""
+    """Measure, fit, and (if the faint threshold moved) measure again and refit once; the fitted
+    settings carry the controls' counterstain as QC's reference."""
     measured = measure_controls(controls, settings)
     result = fit_thresholds(measured, settings, grid)
-    fitted = settings.model_copy(update={"scoring": result.rules})
     if abs(np.log(result.rules.faint_od / settings.scoring.faint_od)) > 0.1:
-        measured = measure_controls(controls, fitted)
-        result = fit_thresholds(measured, fitted, grid)
-        fitted = settings.model_copy(update={"scoring": result.rules})
-    return fitted, result
+        measured = measure_controls(controls, settings.model_copy(update={"scoring": result.rules}))
+        result = fit_thresholds(measured, settings, grid)
+    return _fitted(settings, result, measured), result
+
+
+def _fitted(settings: Settings, result: CalibrationResult, measured: list[ControlCells]) -> Settings:
+    """``settings`` with the fitted thresholds and, where the controls had one, their median
+    counterstain as QC's reference."""
+    counterstain = [c.counterstain_od for c in measured if c.counterstain_od is not None]
+    qc = settings.qc
+    if counterstain:
+        qc = qc.model_copy(update={"reference_counterstain_od": round(float(np.median(counterstain)), 4)})
+    return settings.model_copy(update={"scoring": result.rules, "qc": qc})

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     tmp.replace(args.out)
     report = {"correct": result.correct, "controls": result.total,
               "thresholds": {k: getattr(result.rules, k) for k in ("faint_od", "moderate_od", "intense_od")},
-              "feasible_range": result.feasible_range, "per_control": result.per_control, "config": str(args.out)}
+              "feasible_range": result.feasible_range, "per_control": result.per_control, "config": str(args.out),
+              "reference_counterstain_od": fitted.qc.reference_counterstain_od}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         for name, value in report["thresholds"].items():
             lo, hi = result.feasible_range[name]
             print(f"  {name:12s} {value:.3f}   (thresholds from {lo:.3f} to {hi:.3f} do as well)")
+        print(f"  reference counterstain {fitted.qc.reference_counterstain_od:.3f} (the controls'; QC compares every slide with it)")
         for row in result.per_control:
             print(f"  {row['path']}: label {row['label']}, predicted {row['predicted']}, {row['cells']} cells, "
                   f"% by class {row['percent']}")

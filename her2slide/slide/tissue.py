@@ -64,20 +64,13 @@ class TissueMask:
         return float(self.mask[r0:r1, c0:c1].mean())
 
 
-def _small_components(mask: np.ndarray, min_px: float, *, spare_border: bool = False) -> np.ndarray:
-    """Pixels of connected components of ``mask`` smaller than ``min_px``.
-
-    With ``spare_border``, components touching the image edge are never small (used for
-    holes: background open to the edge is glass around the tissue, not a hole in it).
-    """
+def _small_components(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """Pixels of connected components of ``mask`` smaller than ``min_px``."""
     labels, n = ndi.label(mask)
     if n == 0:
         return np.zeros_like(mask)
     small = np.bincount(labels.ravel()) < min_px
     small[0] = False
-    if spare_border:
-        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-        small[edge] = False
     return small[labels]
 
 
@@ -97,7 +90,8 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
         has tissue at 0.02–0.1 on a thumbnail at 8 µm/px.
     smooth_px : Gaussian sigma (thumbnail pixels) applied to the OD before thresholding,
         so pale tissue is not speckled with glass-like pixels.
-    min_object_um2, min_hole_um2 : smaller specks are dropped, smaller holes filled.
+    min_object_um2, min_hole_um2 : smaller specks are dropped, smaller holes filled (also
+        where the image border cuts them).
     """
     # Pure white is usually a reader's fill for unscanned area, not glass: leave it out of
     # the white point, and take the brightest tenth (not the very brightest) so its blurred edge
@@ -116,7 +110,9 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
     mask = od_sum > threshold
     mask |= _textured_regions(~mask, thumbnail_rgb)
     mask &= ~_small_components(mask, min_object_um2 / px_area)
-    mask |= _small_components(~mask, min_hole_um2 / px_area, spare_border=True)
+    # Background smaller than a hole is not glass around the tissue, even where the image border
+    # cuts it (a lumen at the edge of a field or crop): it is filled.
+    mask |= _small_components(~mask, min_hole_um2 / px_area)
     downsample = 1.0 if level0_mpp is None else mpp / level0_mpp
     return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample), glass=~mask)
 
