@@ -92,8 +92,8 @@ class QcSettings(_Strict):
     blur_max_edge_um: float = Field(2.8, gt=0, description="blur: haematoxylin edge width (contrast / steepest gradient) above this, µm")
     blur_min_contrast_od: float = Field(0.03, gt=0, description="blocks with less haematoxylin contrast are not judged for focus")
     cytoplasmic_min_cells: int = Field(3, ge=1, description="a block needs this many stained tumour cells to be judged cytoplasmic")
-    cytoplasmic_min_share: float = Field(0.5, gt=0, le=1, description="share of its stained cells whose class cytoplasmic DAB changes that excludes a block (cytoplasmic)")
-    cytoplasmic_flag_share: float = Field(0.1, gt=0, le=1, description="share of the scored stained cells whose class cytoplasmic DAB changes that flags the slide (cytoplasmic_staining): 10%, what moves a score")
+    cytoplasmic_min_share: float = Field(0.5, gt=0, le=1, description="share of its stained cells whose stained cytoplasm lifts their membrane reading by a class that excludes a block (cytoplasmic)")
+    cytoplasmic_flag_share: float = Field(0.1, gt=0, le=1, description="share of the scored stained cells lifted a class by their stained cytoplasm that flags the slide (cytoplasmic_staining): 10%, what moves a score")
     edge_um: float = Field(40.0, ge=0, description="blocks whose centre is within this distance of glass (where tissue meets it; never the image border) are excluded (edge); 0 = off")
 
 

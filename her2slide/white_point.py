@@ -20,6 +20,13 @@ Where it comes from, in order (``WhitePoint.source``):
             palest tissue is read as zero: DAB spread evenly over all the tissue cannot be seen,
             and QC says so.
 
+The white point is a property of regions, not of single pixels: it is read from the sample
+smoothed at ``WHITE_SMOOTH_UM``. On the real TMA cores (JPEG) the brightest single pixels are
+specks of a few pixels at (253-255, 251-254, 255), JPEG overshoot beside dark edges and gaps whose
+colour JPEG smears; smoothed at 1 µm the brightest regions are (235-237, 234-235, 242-244), the
+glass's colour (docs/roi_and_qc.md, "White point"). Unsmoothed, the same core through a warm
+scanner and its JPEG encoder read 0.02 more DAB everywhere; smoothed, the two agree.
+
 Optical densities need nothing more, but a segmenter that looks at RGB (the membrane CNN) sees
 the tone: on a warm-tinted real core it found a third fewer tumour cells. So the tile stream
 reads the slide through :class:`WhiteBalancedReader`, which turns the slide's white to the
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 import numpy as np
+from scipy import ndimage as ndi
 
 from her2slide.config import Settings
 from her2slide.slide.reader import SlideReader
@@ -41,6 +49,8 @@ from her2slide.stain import SlideStain, StainModel, brightest_white, log_brightn
 #: 1% of the stain sample (16 patches of 128 µm at 0.5 µm/px) is about 10 000 pixels, enough
 #: that JPEG and sensor noise average out, few enough to stay within lumens and glass.
 BRIGHTEST_SHARE = 0.01
+#: Gaussian σ applied to the sample before its brightest pixels are taken, µm.
+WHITE_SMOOTH_UM = 1.0
 #: Least glass on the thumbnail for the slide to count as having glass (a 70 µm square):
 #: smaller featureless specks are lumens or holes, not a background to measure against.
 MIN_GLASS_UM2 = 5_000.0
@@ -66,7 +76,9 @@ def slide_white_point(sample: list[np.ndarray], thumbnail: np.ndarray | None, ti
     configured = settings.stain.white_point
     if configured is not None:
         return WhitePoint(np.asarray(configured, dtype=np.float64), "config")
-    brightest = brightest_white(np.concatenate([rgb.reshape(-1, 3) for rgb in sample]), BRIGHTEST_SHARE) if sample else None
+    sigma = WHITE_SMOOTH_UM / settings.tiling.work_mpp
+    smoothed = [ndi.gaussian_filter(rgb.astype(np.float32), (sigma, sigma, 0)).reshape(-1, 3) for rgb in sample]
+    brightest = brightest_white(np.concatenate(smoothed), BRIGHTEST_SHARE) if sample else None
     glass = _glass_colour(thumbnail, tissue)
     if glass is not None:
         if brightest is not None and log_brightness(brightest) > log_brightness(glass):

@@ -10,8 +10,8 @@ The reasons, in priority order (a block's code is 1 + the index of its first rea
                 haematoxylin density that single-layer tissue does not (a fold doubles it);
 ``blur``        out of focus: the steepest haematoxylin edges are too shallow for their
                 contrast (an edge-width estimate, in µm, independent of stain strength);
-``cytoplasmic`` DAB in the tumour cells' cytoplasm changes their membrane reading by a
-                class in most of the block's stained cells (the membrane cannot be read there);
+``cytoplasmic`` stained cytoplasm lifts the membrane reading of most of the block's stained
+                tumour cells by a class (the cytoplasm, not the membrane, would be scored);
 ``edge``        the band where tissue meets glass (reagent pooling and crush).
 
 Cells in excluded blocks are removed in one place (:func:`screen_cells`).
@@ -57,17 +57,17 @@ class TileQc:
     mpp_level0: float
     stain_stats: dict[str, np.ndarray] = field(default_factory=dict)  # name → (ny, nx)
     spoilt: np.ndarray | None = None  # working pixels of the read box under ink, clipping or a fold; None if none
-    cytoplasmic_cells: tuple[int, int] = (0, 0)  # kept stained tumour cells, and those cytoplasmic DAB changes
+    cytoplasmic_cells: tuple[int, int] = (0, 0)  # kept stained tumour cells, and those their cytoplasm raises
 
     def with_cytoplasmic(self, cells: dict[str, np.ndarray], settings: Settings) -> TileQc:
         """This grid with the cytoplasmic check applied to the tile's measured cells."""
         qc = settings.qc
         codes = self.codes.copy()
-        stained, changed = cytoplasm_changes_class(cells, settings.scoring)
+        stained, raised = cytoplasmic_cells(cells, settings.scoring)
         if qc.tile_checks:
-            _flag(codes, _cytoplasmic_blocks(cells, stained, changed, self.x_edges, self.y_edges, qc), "cytoplasmic")
+            _flag(codes, _cytoplasmic_blocks(cells, stained, raised, self.x_edges, self.y_edges, qc), "cytoplasmic")
         kept = codes[self.block_of(cells["x"], cells["y"])] == 0
-        return replace(self, codes=codes, cytoplasmic_cells=(int((stained & kept).sum()), int((changed & kept).sum())))
+        return replace(self, codes=codes, cytoplasmic_cells=(int((stained & kept).sum()), int((raised & kept).sum())))
 
     def block_of(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, col) of the block holding each level-0 point (points outside go to the nearest block)."""
@@ -195,28 +195,28 @@ def _sample(grid: np.ndarray, downsample: float, x: np.ndarray, y: np.ndarray) -
     return grid[rows[:, None], cols[None, :]]
 
 
-def cytoplasm_changes_class(cells: dict[str, np.ndarray], rules: ScoringRules) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell: stained (its membrane reading reaches ``faint_od``), and stained with a stained
-    cytoplasm (at least ``faint_od`` too) that changes its intensity class.
+def cytoplasmic_cells(cells: dict[str, np.ndarray], rules: ScoringRules) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: stained (its membrane reading reaches ``faint_od``), and raised: stained with a
+    stained cytoplasm (at least ``faint_od``) whose DAB lifts the membrane reading by a class.
 
-    Optical densities add: the membrane ring also carries the cytoplasm's DAB, so a membrane
-    reading m over a cytoplasm c is a membrane of its own of about m - c. Where that drops the
-    cell's intensity class, the cytoplasm, not the membrane, is deciding the cell (a haze below
-    the faint level is background, not cytoplasmic staining, and only moves cells that sit on a
-    threshold anyway). Only stained
-    cells count (an unstained cell can have neither), so a block of 1+ cells with cytoplasmic
-    blush among negative cells is caught as surely as a block of uniformly stained ones.
+    Optical densities add and the membrane ring lies over the cytoplasm, so a membrane reading m
+    over a cytoplasm c is a membrane of its own of about m - c; where that is a class lower, the
+    cytoplasm is deciding the cell's class, not the membrane (on synthetic 1+ fields whose
+    cytoplasm carries as much DAB as the membrane, half the cells read moderate and complete). A
+    haze below the faint level is background, not cytoplasmic staining. Only stained cells count
+    (an unstained cell can be neither), so a block of 1+ cells with cytoplasmic blush among
+    negative cells is caught as surely as a uniform one.
     """
     membrane = np.asarray(cells["stained_dab_od"], dtype=np.float64)
-    inner = np.clip(np.nan_to_num(np.asarray(cells["cytoplasm_dab_od"], dtype=np.float64), nan=0.0), 0.0, None)
+    inner = np.nan_to_num(np.asarray(cells["cytoplasm_dab_od"], dtype=np.float64), nan=0.0)
     reading = intensity_class(membrane, rules)
     stained = reading > 0
     return stained, stained & (inner >= rules.faint_od) & (intensity_class(membrane - inner, rules) < reading)
 
 
-def _cytoplasmic_blocks(cells: dict[str, np.ndarray], stained: np.ndarray, changed: np.ndarray,
+def _cytoplasmic_blocks(cells: dict[str, np.ndarray], stained: np.ndarray, raised: np.ndarray,
                         x_edges: np.ndarray, y_edges: np.ndarray, qc: QcSettings) -> np.ndarray:
-    """Blocks where cytoplasmic DAB changes the class of most stained tumour cells."""
+    """Blocks where the cytoplasm, not the membrane, decides the class of most stained tumour cells."""
     shape = (len(y_edges) - 1, len(x_edges) - 1)
     if len(cells["x"]) == 0:
         return np.zeros(shape, dtype=bool)
@@ -224,7 +224,7 @@ def _cytoplasmic_blocks(cells: dict[str, np.ndarray], stained: np.ndarray, chang
     row = np.clip(np.searchsorted(y_edges, cells["y"], side="right") - 1, 0, shape[0] - 1)
     block = row * shape[1] + col
     n = np.bincount(block, weights=stained, minlength=shape[0] * shape[1]).reshape(shape)
-    hits = np.bincount(block, weights=changed, minlength=shape[0] * shape[1]).reshape(shape)
+    hits = np.bincount(block, weights=raised, minlength=shape[0] * shape[1]).reshape(shape)
     return (n >= qc.cytoplasmic_min_cells) & (hits >= qc.cytoplasmic_min_share * n)
 
 

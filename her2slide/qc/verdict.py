@@ -31,7 +31,7 @@ class SlideEvidence:
     cells_removed: dict[str, int]  # by the ROI and by QC
     stain_stats: dict[str, float]  # counterstain_od, background_dab_od: medians over kept blocks
     stained_cells: int  # scored tumour cells whose membrane reads stained ...
-    cytoplasmic_cells: int  # ... and of those, the ones whose class their cytoplasmic DAB changes
+    cytoplasmic_cells: int  # ... and of those, the ones whose stained cytoplasm lifts them by a class
 
     @property
     def excluded_fraction(self) -> float:
@@ -164,8 +164,9 @@ def _cytoplasmic(evidence: SlideEvidence, stain: SlideStain, settings: Settings,
     if share < qc.cytoplasmic_flag_share:
         return []
     return [Finding("cytoplasmic_staining", False,
-                    f"in {100 * share:.0f}% of the scored stained tumour cells the DAB in the cytoplasm is enough to "
-                    "change the cell's intensity class: check that membrane, not cytoplasmic, staining was scored")]
+                    f"in {100 * share:.0f}% of the scored stained tumour cells stained cytoplasm lifts the membrane "
+                    "reading by a class: the score may be a class too high; check that membrane, not cytoplasmic, "
+                    "staining decides it")]
 
 
 _CHECKS = (_tumour_cells, _excluded, _washed_out, _background, _dark_counterstain, _white_point, _cytoplasmic)

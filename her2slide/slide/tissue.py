@@ -93,6 +93,20 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
     min_object_um2, min_hole_um2 : smaller specks are dropped, smaller holes filled (also
         where the image border cuts them).
     """
+    px_area = mpp**2
+    mask = absorbing(thumbnail_rgb, min_od, smooth_px)
+    labels, texture = background_textures(~mask, thumbnail_rgb)
+    mask |= (texture > GLASS_MAX_TEXTURE_OD)[labels]  # pale tissue, not glass
+    mask &= ~_small_components(mask, min_object_um2 / px_area)
+    # Background smaller than a hole is not glass around the tissue, even where the image border
+    # cuts it (a lumen at the edge of a field or crop): it is filled.
+    mask |= _small_components(~mask, min_hole_um2 / px_area)
+    downsample = 1.0 if level0_mpp is None else mpp / level0_mpp
+    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample), glass=~mask)
+
+
+def absorbing(thumbnail_rgb: np.ndarray, min_od: float = 0.02, smooth_px: float = 1.0) -> np.ndarray:
+    """Pixels whose smoothed summed OD is above the slide's glass/tissue split (see detect_tissue)."""
     # Pure white is usually a reader's fill for unscanned area, not glass: leave it out of
     # the white point, and take the brightest tenth (not the very brightest) so its blurred edge
     # (254, 250, ...) is not taken for glass either; otherwise real glass (often ≈ 240) would
@@ -106,29 +120,17 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
     threshold = min_od
     if log_od.max() > log_od.min():
         threshold = max(min_od, float(np.exp(threshold_otsu(log_od)) - _LOG_OFFSET))
-    px_area = mpp**2
-    mask = od_sum > threshold
-    mask |= _textured_regions(~mask, thumbnail_rgb)
-    mask &= ~_small_components(mask, min_object_um2 / px_area)
-    # Background smaller than a hole is not glass around the tissue, even where the image border
-    # cuts it (a lumen at the edge of a field or crop): it is filled.
-    mask |= _small_components(~mask, min_hole_um2 / px_area)
-    downsample = 1.0 if level0_mpp is None else mpp / level0_mpp
-    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample), glass=~mask)
+    return od_sum > threshold
 
 
-def _textured_regions(background: np.ndarray, thumbnail_rgb: np.ndarray) -> np.ndarray:
-    """Connected regions of ``background`` whose median local texture is not glass's: pale tissue.
-
-    Texture is measured on the summed OD against any white (unclipped), so neither the white
-    point nor a scanner's colour balance changes it.
-    """
+def background_textures(background: np.ndarray, thumbnail_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of the connected regions of ``background`` and each one's median local texture
+    (index 0, outside every region, is 0): the standard deviation over 3 x 3 pixels of the summed
+    OD against any white (unclipped), so neither the white point nor a scanner's colour balance
+    changes it."""
     labels, n = ndi.label(background)
-    if n == 0:
-        return np.zeros_like(background)
     od = -np.log10(np.maximum(thumbnail_rgb.astype(np.float32), 1.0)).sum(axis=-1)
     mean = ndi.uniform_filter(od, 3)
     texture = np.sqrt(np.maximum(ndi.uniform_filter(od * od, 3) - mean * mean, 0.0))
-    median = ndi.median(texture, labels, index=np.arange(1, n + 1))
-    textured = np.concatenate([[False], np.asarray(median) > GLASS_MAX_TEXTURE_OD])
-    return textured[labels]
+    medians = ndi.median(texture, labels, index=np.arange(1, n + 1)) if n else []
+    return labels, np.concatenate([[0.0], np.asarray(medians, dtype=np.float64)])
