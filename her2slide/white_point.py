@@ -24,7 +24,7 @@ The white point is a property of regions, not of single pixels: it is read from 
 smoothed at ``WHITE_SMOOTH_UM``. On the real TMA cores (JPEG) the brightest single pixels are
 specks of a few pixels at (253-255, 251-254, 255), JPEG overshoot beside dark edges and gaps whose
 colour JPEG smears; smoothed at 1 µm the brightest regions are (235-237, 234-235, 242-244), the
-glass's colour (docs/roi_and_qc.md, "White point"). Unsmoothed, the same core through a warm
+glass's colour (docs/roi_and_qc.md, "The slide's white point and stain vectors"). Unsmoothed, the same core through a warm
 scanner and its JPEG encoder read 0.02 more DAB everywhere; smoothed, the two agree.
 
 Optical densities need nothing more, but a segmenter that looks at RGB (the membrane CNN) sees
@@ -90,11 +90,11 @@ def slide_white_point(sample: list[np.ndarray], thumbnail: np.ndarray | None, ti
 
 
 def _glass_colour(thumbnail: np.ndarray | None, tissue: TissueMask | None) -> np.ndarray | None:
-    """Median colour of the thumbnail's glass (a reader's pure-white fill left out where there is
-    other glass); None where the slide has less than ``MIN_GLASS_UM2`` of glass."""
+    """Median colour of the thumbnail's glass, lumens included (a reader's pure-white fill left out
+    where there is other glass); None where the slide has less than ``MIN_GLASS_UM2`` of glass."""
     if thumbnail is None or tissue is None:
         return None
-    glass = thumbnail[tissue.glass_mask]
+    glass = thumbnail[~tissue.mask if tissue.glass is None else tissue.glass]
     if len(glass) * tissue.mpp**2 < MIN_GLASS_UM2:
         return None
     scanned = glass[(glass < 255).any(axis=-1)]

@@ -34,6 +34,6 @@ def survey(path: str | Path, mpp: float | None, settings: Settings) -> dict:
     evidence = tally.evidence(0)
     reader.close()
     return {"stain": stain.to_dict(), "tissue_mm2": round(mask.area_um2 / 1e6, 4),
-            "glass_share": round(float(mask.glass_mask.mean()), 4),
+            "glass_share": round(float(mask.outer_glass.mean()), 4),
             "excluded": {k: round(v / max(evidence.scope_um2, 1e-9), 4) for k, v in evidence.excluded_um2.items() if v},
             **{name: (round(v, 4) if np.isfinite(v) else None) for name, v in evidence.stain_stats.items()}}

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from PIL import Image
 
 from her2slide.cli import main
 from her2slide.config import Settings
@@ -24,6 +25,7 @@ from her2slide.stain_sample import clean_sample_pixels
 from her2slide.white_point import WhitePoint
 from her2slide.synth.artefacts import Blur, Fold, Ink, with_artefacts
 from her2slide.synth.render import Look, render_region
+from her2slide.synth.scanner import BY_NAME
 from her2slide.synth.slides import SlideSpec, build_scene, make_synthetic_slide
 
 MPP = 0.5  # fields are rendered at the working resolution: level 0 = working pixels
@@ -246,6 +248,43 @@ def test_a_slide_failing_qc_is_not_scored_never_zero(small_slide: Path, tmp_path
     assert pq.read_table(out_dir / "cells.parquet").num_rows == report["cells"]["total"]
     line = capsys.readouterr().out
     assert "not scored (QC failed: only" in line and "HER2" not in line
+
+
+def _field_file(folder: Path, score: str, size_um: float, washout: float = 0.0) -> Path:
+    """A synthetic field with glass around its tissue, as a PNG at 0.25 µm/px (optionally washed out)."""
+    spec = SlideSpec(pattern="homogeneous", score=score, size_um=(size_um, size_um), mpp=0.25, seed=3)
+    scene, _ = build_scene(spec)
+    rgb = render_region(scene, 0, 0, *scene.shape).rgb
+    path = folder / f"field-{score.replace('+', 'p')}-{washout:g}.png"
+    Image.fromarray(BY_NAME["washout 50%"].apply(rgb) if washout else rgb).save(path)
+    return path
+
+
+def test_a_washed_out_3plus_is_not_scored_and_says_calibrate_or_rescan(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """An over-exposed scan (blended 50% towards white) shrinks every DAB reading: the 3+ field
+    would read 2+ with QC passing. It must be refused, with what to do about it."""
+    plain = score_slide_file(_field_file(tmp_path, "3+", 600.0), tmp_path / "out", SETTINGS, mpp=0.25).report
+    assert plain["score"] == "3+" and plain["qc"]["verdict"] == "pass"
+    washed = _field_file(tmp_path, "3+", 600.0, washout=0.5)
+    assert main(["score", str(washed), "--out", str(tmp_path / "out"), "--mpp", "0.25"]) == 0
+    report = json.loads((tmp_path / "out" / washed.stem / "report.json").read_text())
+    assert report["score"] is None and report["status"] == "not-scored" and "washed_out" in report["qc"]["flags"]
+    assert "rescan, or calibrate this scanner" in report["reasons"][0]
+    assert "not scored (QC failed: the counterstain" in capsys.readouterr().out
+
+
+def test_a_small_core_is_scored_with_its_cell_count_flagged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A TMA core with fewer than 200 tumour cells is scored (a pathologist would score it) and
+    flagged with the count; fewer than 20 would not be."""
+    path = _field_file(tmp_path, "2+", 270.0)
+    assert main(["score", str(path), "--out", str(tmp_path / "out"), "--mpp", "0.25"]) == 0
+    report = json.loads((tmp_path / "out" / path.stem / "report.json").read_text())
+    n = report["cells"]["total"]
+    assert SETTINGS.qc.min_tumour_cells <= n < SETTINGS.qc.flag_tumour_cells
+    assert report["score"] == "2+" and report["qc"]["verdict"] == "pass" and "few_tumour_cells" in report["qc"]["flags"]
+    assert any(f"{n} tumour cells scored" in w for w in report["qc"]["warnings"])
+    assert "HER2 2+" in (line := capsys.readouterr().out) and "QC flags: few_tumour_cells" in line
 
 
 @pytest.mark.slow

@@ -43,13 +43,13 @@ def qc_context(tissue: TissueMask, mpp_level0: float, roi: Roi | None, stain: St
     reference from ``sample`` (RGB patches at the working resolution: the stain sample,
     her2slide.stain_sample).
 
-    The tissue edge is where tissue meets glass (``TissueMask.glass_mask``): never the image
+    The tissue edge is where tissue meets the glass around it (``TissueMask.outer_glass``): never the image
     border (a field or crop cut out of tissue has no edge there), and never pale tissue that
     the mask left out.
     """
     downsample = tissue.mpp / mpp_level0
     scope = tissue.mask if roi is None else tissue.mask & roi.mask(tissue.mask.shape, (0.0, 0.0), downsample)
-    away_from_glass = np.pad(~tissue.glass_mask, 1, constant_values=True)
+    away_from_glass = np.pad(~tissue.outer_glass, 1, constant_values=True)
     inside = ndi.distance_transform_edt(away_from_glass)[1:-1, 1:-1]
     edge_um = (np.maximum(inside - 0.5, 0.0) * tissue.mpp).astype(np.float32)
     block_px = max(1, round(settings.qc.block_um / settings.tiling.work_mpp))

@@ -57,6 +57,7 @@ def slide_verdict(evidence: SlideEvidence, stain: SlideStain, settings: Settings
     return {
         "verdict": "fail" if any(f.fails for f in findings) else "pass",
         "flags": [f.flag for f in findings],
+        "failed": [f.flag for f in findings if f.fails],
         "reasons": [f.sentence for f in findings if f.fails],
         "warnings": [f.sentence for f in findings if not f.fails],
         "tumour_cells": evidence.tumour_cells,

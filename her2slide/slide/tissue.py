@@ -9,7 +9,8 @@ Glass is also featureless, and tissue is not: on a field or crop with no glass a
 splits pale stroma from dense epithelium, and the pale part must not be taken for glass (its
 border would be taken for a tissue edge). So a region below the threshold is glass only when
 its texture is that of glass; a textured one is pale tissue and joins the mask. The mask keeps
-that glass (``TissueMask.glass``): tissue edges are where tissue meets it.
+that glass (``TissueMask.glass``, lumens included): tissue edges are where tissue meets the glass
+around it (``TissueMask.outer_glass``), and the white point is read from all of it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _LOG_OFFSET = 0.003
 #: deviation (3 x 3 thumbnail px) of its summed OD is below this. Measured at 8 µm/px: glass
 #: around the four real TMA cores 0.0017-0.0022, pale tissue that Otsu split off in crops of
 #: them 0.013-0.045, a synthetic thumbnail with 1.5 grey levels of noise per channel 0.0045
-#: (docs/roi_and_qc.md, "Tissue edge").
+#: (docs/roi_and_qc.md, "The tissue edge").
 GLASS_MAX_TEXTURE_OD = 0.006
 
 
@@ -43,12 +44,13 @@ class TissueMask:
     mask: np.ndarray
     mpp: float
     downsample: float
-    glass: np.ndarray | None = None  # featureless background; None: every pixel off the mask is glass
+    glass: np.ndarray | None = None  # featureless background, lumens too; None: every pixel off the mask
 
     @property
-    def glass_mask(self) -> np.ndarray:
-        """Where the tissue meets glass (the image border is not glass)."""
-        return ~self.mask if self.glass is None else self.glass
+    def outer_glass(self) -> np.ndarray:
+        """The glass around the tissue, where it has an edge (not lumens, which the mask fills;
+        the image border is not glass)."""
+        return ~self.mask if self.glass is None else self.glass & ~self.mask
 
     @property
     def area_um2(self) -> float:
@@ -97,12 +99,13 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
     mask = absorbing(thumbnail_rgb, min_od, smooth_px)
     labels, texture = background_textures(~mask, thumbnail_rgb)
     mask |= (texture > GLASS_MAX_TEXTURE_OD)[labels]  # pale tissue, not glass
+    glass = ~mask
     mask &= ~_small_components(mask, min_object_um2 / px_area)
     # Background smaller than a hole is not glass around the tissue, even where the image border
     # cuts it (a lumen at the edge of a field or crop): it is filled.
     mask |= _small_components(~mask, min_hole_um2 / px_area)
     downsample = 1.0 if level0_mpp is None else mpp / level0_mpp
-    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample), glass=~mask)
+    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample), glass=glass)
 
 
 def absorbing(thumbnail_rgb: np.ndarray, min_od: float = 0.02, smooth_px: float = 1.0) -> np.ndarray:

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from her2slide.config import Settings
+from her2slide.scoring import CELL_CLASSES
+
 
 @dataclass(frozen=True)
 class Perturbation:
@@ -86,3 +89,28 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
 )
 
 BY_NAME = {p.name: p for p in PERTURBATIONS}
+
+
+def keeps_its_result(original: dict, perturbed: dict, perturbation: Perturbation, settings: Settings) -> bool:
+    """Whether a perturbed image's report (``report.json``) meets ``perturbation.expect`` against the original's."""
+    if perturbation.expect == "not scored":
+        return _washout_handled(original, perturbed, settings)
+    if perturbed["qc"]["verdict"] != original["qc"]["verdict"]:
+        # An OD-scaling perturbation may take a pale slide below the washed-out limit: refusing it
+        # is then what QC is for ("calibrate or rescan"); any other change of verdict is a failure.
+        return perturbation.expect == "one class" and perturbed["qc"]["failed"] == ["washed_out"]
+    if perturbation.expect == "same" or original["score"] is None:
+        return perturbed["score"] == original["score"]
+    return abs(CELL_CLASSES.index(perturbed["score"]) - CELL_CLASSES.index(original["score"])) <= 1
+
+
+def _washout_handled(original: dict, washed: dict, settings: Settings) -> bool:
+    """A washout towards white at least halves every optical density (Jensen's inequality), so a
+    slide whose counterstain is below the reference comes out below half of it: it must not be
+    scored (unless it still reads 3+, which a paler scan cannot have raised). Any washed slide
+    that is scored must not score higher than the original."""
+    if original["score"] is None:
+        return washed["score"] is None
+    if original["qc"]["stain"]["counterstain_od"] < settings.qc.reference_counterstain_od and washed["score"] != "3+":
+        return washed["score"] is None and "washed_out" in washed["qc"]["flags"]
+    return washed["score"] is None or CELL_CLASSES.index(washed["score"]) <= CELL_CLASSES.index(original["score"])
