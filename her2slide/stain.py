@@ -186,11 +186,14 @@ def fit_stain_vectors(od: np.ndarray, halves: np.ndarray | None = None, *,
 
     ``od`` (n, 3) are the sample's optical densities; ``halves`` (n,) bool splits them in two
     (e.g. alternate sample patches) to measure the estimate's spread; without it, alternate
-    pixels. An estimate further than ``max_angle_deg`` from its reference is rejected: on the
-    DAB-negative real cores an unguarded fit turns "DAB" into a grey direction 17-20° away
-    (noise, not stain) and triples the background DAB; the 12° guard keeps the reference there
-    while still adapting on a 2+ core (3° shift). A wild DAB vector would change every membrane
-    intensity on the slide, which matters more than a perfect fit.
+    pixels. An estimate whose angle from its reference, plus its spread, exceeds
+    ``max_angle_deg`` is rejected: on the DAB-negative real cores an unguarded fit turns "DAB"
+    into a grey direction 16-20° away (noise, not stain) and triples the background DAB; the 12°
+    guard keeps the reference there while still adapting on a 2+ core. The spread counts because
+    an estimate of noise wanders: on the 1+ core (DAB 16° off, spread 3°) a magenta tint, which
+    changes no optical density beyond rounding, moved it to 12.0° and across a guard of the
+    angle alone, and with it every membrane reading. A wild DAB vector would change every
+    membrane intensity on the slide, which matters more than a perfect fit.
     """
     references = (_unit(references[0]), _unit(references[1]))
     both = macenko_directions(od, references, **macenko)
@@ -202,7 +205,7 @@ def fit_stain_vectors(od: np.ndarray, halves: np.ndarray | None = None, *,
     for k, (estimate, reference) in enumerate(zip(both, references)):
         spread = angle_deg(parts[0][k], parts[1][k]) if parts[0] is not None and parts[1] is not None else None
         off = angle_deg(estimate, reference)
-        accepted = off <= max_angle_deg
+        accepted = off + (spread or 0.0) <= max_angle_deg
         fits.append(VectorFit(estimate if accepted else reference, "estimated" if accepted else "reference", off, spread))
     return fits[0], fits[1]
 

@@ -37,6 +37,7 @@ Every optical density is unchanged by it (the stain model's white is balanced wi
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -55,15 +56,13 @@ WHITE_SMOOTH_UM = 1.0
 #: smaller featureless specks are lumens or holes, not a background to measure against.
 MIN_GLASS_UM2 = 5_000.0
 
-SOURCES = ("config", "glass", "tissue", "default")
-
 
 @dataclass(frozen=True)
 class WhitePoint:
     """RGB intensity of unabsorbed light, and where it was read."""
 
     rgb: np.ndarray  # (3,) float
-    source: str  # one of SOURCES
+    source: str  # "config", "glass", "tissue", or "default" (no sample: 255)
 
     def to_dict(self) -> dict[str, object]:
         return {"rgb": [round(float(x), 1) for x in self.rgb], "source": self.source}
