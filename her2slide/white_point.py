@@ -29,9 +29,10 @@ scanner and its JPEG encoder read 0.02 more DAB everywhere; smoothed, the two ag
 
 Optical densities need nothing more, but a segmenter that looks at RGB (the membrane CNN) sees
 the tone: on a warm-tinted real core it found a third fewer tumour cells. So the tile stream
-reads the slide through :class:`WhiteBalancedReader`, which turns the slide's white to the
-colour balance the segmenter was trained on (chromaticity only: brightness is left alone).
-Every optical density is unchanged by it (the stain model's white is balanced with the pixels).
+reads the slide through :class:`WhiteBalancedReader`, which turns the slide's white into the
+white of the glass the segmenter was trained on, so a scanner's colour balance and exposure
+reach it undone. Every optical density is unchanged by it (the stain model's white is balanced
+with the pixels).
 """
 
 from __future__ import annotations
@@ -101,10 +102,8 @@ def _glass_colour(thumbnail: np.ndarray | None, tissue: TissueMask | None) -> np
 
 
 def balancing_gains(white: np.ndarray, target: tuple[float, float, float]) -> np.ndarray:
-    """Per-channel gains that give ``white`` the chromaticity of ``target`` and keep its brightness
-    (their geometric mean is 1)."""
-    ratio = np.asarray(target, dtype=np.float64) / np.maximum(np.asarray(white, dtype=np.float64), 1.0)
-    return ratio / np.exp(np.log(ratio).mean())
+    """Per-channel gains that turn ``white`` into ``target``."""
+    return np.asarray(target, dtype=np.float64) / np.maximum(np.asarray(white, dtype=np.float64), 1.0)
 
 
 class WhiteBalancedReader:

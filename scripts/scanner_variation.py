@@ -5,6 +5,7 @@ with the default settings and segmenter, against what each perturbation must kee
 re-encodes with JPEG quality 70.
 
     python3 scripts/scanner_variation.py --out docs/scanner_variation.json   # ~25 s per image on 2 CPU cores
+    python3 scripts/scanner_variation.py --table docs/scanner_variation.json # the docs' table from a run
 """
 
 from __future__ import annotations
@@ -43,17 +44,41 @@ EXTRA = (
 
 def _summary(report: dict) -> dict:
     qc = report["qc"]
-    return {"score": report["score"], "verdict": qc["verdict"], "flags": qc["flags"], "cells": report["cells"]["total"],
+    return {"score": report["score"], "verdict": qc["verdict"], "flags": qc["flags"], "failed": qc["failed"],
+            "cells": report["cells"]["total"],
             "percent": {k: round(v, 1) for k, v in report["cells"]["percent"].items()},
             "counterstain_od": qc["stain"]["counterstain_od"], "white_point": qc["stain"]["white_point"],
             "edge_excluded_mm2": qc["excluded"]["edge"]}
+
+
+def markdown_table(result: dict) -> str:
+    """One row per perturbation, one column per core: score (or "not scored" with the failing
+    flags) and whether it kept what the perturbation must keep."""
+    rows = result["results"]
+    cores = sorted({r["core"] for r in rows})
+    lines = ["| perturbation | must keep | " + " | ".join(cores) + " |", "|---|---|" + "---|" * len(cores)]
+    for name in ["none", *result["perturbations"]]:
+        cells = []
+        for core in cores:
+            r = next(r for r in rows if r["core"] == core and r["perturbation"] == name)
+            verdict = r["score"] if r["verdict"] == "pass" else f"not scored ({', '.join(r['failed'])})"
+            mark = {True: " ✓", False: " ✗", None: ""}[r.get("kept")]
+            cells.append(f"{verdict}{mark}")
+        expect = result["perturbations"].get(name, {}).get("expect", "")
+        what = result["perturbations"].get(name, {}).get("what", "as scanned")
+        lines.append(f"| {name}: {what} | {expect} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "her2-ihc-oesophagus-tma")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "scanner_variation.json")
+    parser.add_argument("--table", type=Path, help="print the markdown table of an earlier run's JSON and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
     settings = Settings(criteria="gastric-resection")
     segmenter = make_segmenter(settings)
     rows = []
@@ -77,9 +102,10 @@ def main() -> None:
                 rows.append({"core": stem, "perturbation": perturbation.name, "expect": perturbation.expect,
                              "kept": kept, **_summary(report), "seconds": round(time.perf_counter() - start, 1)})
                 print(stem, perturbation.name, rows[-1], flush=True)
-    args.out.write_text(json.dumps({"perturbations": {p.name: {"expect": p.expect, "what": p.describe}
-                                                      for p in (*PERTURBATIONS, *EXTRA)},
-                                    "results": rows}, indent=1) + "\n")
+    result = {"perturbations": {p.name: {"expect": p.expect, "what": p.describe} for p in (*PERTURBATIONS, *EXTRA)},
+              "results": rows}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown_table(result))
     failures = [r for r in rows if r.get("kept") is False]
     print(f"{len(rows) - 4 - len(failures)} of {len(rows) - 4} perturbed images kept what they must; "
           f"failures: {[(r['core'], r['perturbation']) for r in failures]}")

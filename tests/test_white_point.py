@@ -124,10 +124,8 @@ def test_the_balanced_reader_changes_no_optical_density(slide: np.ndarray) -> No
     assert isinstance(reader, WhiteBalancedReader)
     tile = reader.read_at_mpp(0, 0, 256, 256, 0.5)
     original = balanced_for_segmenter(_InMemory(slide, 0.5), stain)[0].read_at_mpp(0, 0, 256, 256, 0.5)
-    # The segmenter sees the warm field in the colours of the original (the brightness, which the
-    # warm gains lowered by 9%, is left alone) ...
-    ratio = np.median(tile.reshape(-1, 3) / np.maximum(original.reshape(-1, 3), 1.0), axis=0)
-    assert np.ptp(ratio) < 0.02 and np.prod(ratio) ** (1 / 3) == pytest.approx(np.prod(WARM) ** (1 / 3), abs=0.02)
+    # The segmenter sees the warm field as it sees the original ...
+    assert np.abs(tile.astype(int) - original).mean() < 1.0
     # ... and DAB read from the balanced pixels is DAB read from the warm ones.
     np.testing.assert_allclose(stain_amounts(tile, balanced.model), stain_amounts(warm[:256, :256], warm_stain.model),
                                atol=0.02)
