@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         for name, value in report["thresholds"].items():
             lo, hi = result.feasible_range[name]
             print(f"  {name:12s} {value:.3f}   (thresholds from {lo:.3f} to {hi:.3f} do as well)")
-        print(f"  reference counterstain {fitted.qc.reference_counterstain_od:.3f} (the controls'; QC compares every slide with it)")
+        print(f"  reference counterstain {fitted.qc.reference_counterstain_od:.3f} "
+              "(the controls'; QC compares every slide with it)")
         for row in result.per_control:
             print(f"  {row['path']}: label {row['label']}, predicted {row['predicted']}, {row['cells']} cells, "
                   f"% by class {row['percent']}")

@@ -62,9 +62,9 @@ def slide_stain_model(sample: list[np.ndarray], settings: Settings) -> StainMode
 
 
 def clean_sample_pixels(sample: list[np.ndarray], white: np.ndarray, settings: Settings) -> list[np.ndarray]:
-    """Each patch's pixels (n, 3) fit for estimating stain vectors: without pen ink and clipped pixels (judged against the reference
-    vectors) and a 2 µm rim around them. In a test slide a green pen stroke drew the haematoxylin
-    estimate 11° off, which changed every cell's DAB reading."""
+    """Each patch's pixels (n, 3) fit for estimating stain vectors: without pen ink and clipped
+    pixels (judged against the reference vectors) and a 2 µm rim around them. In a test slide a
+    green pen stroke drew the haematoxylin estimate 11° off, which changed every cell's DAB reading."""
     reference = StainModel.default()
     stain = StainModel(reference.haematoxylin, reference.dab, white)
     return [rgb[~spoilt_pixels(colour_maps(rgb, stain, settings), settings)] for rgb in sample]

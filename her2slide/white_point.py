@@ -53,6 +53,9 @@ from her2slide.stain import SlideStain, StainModel, brightest_white, log_brightn
 BRIGHTEST_SHARE = 0.01
 #: Gaussian σ applied to the sample before its brightest pixels are taken, µm.
 WHITE_SMOOTH_UM = 1.0
+#: Where the white point is below this in some channel, pure white (255, 255, 255) is a reader's
+#: fill for unscanned area, not glass (every channel of real glass is then below it).
+FILL_DISTINCT_BELOW = 250.0
 #: Least glass on the thumbnail for the slide to count as having glass (a 70 µm square):
 #: smaller featureless specks are lumens or holes, not a background to measure against.
 MIN_GLASS_UM2 = 5_000.0
@@ -101,26 +104,32 @@ def _glass_colour(thumbnail: np.ndarray | None, tissue: TissueMask | None) -> np
     return np.median((scanned if len(scanned) else glass).astype(np.float64), axis=0)
 
 
+def pure_white_is_fill(white: np.ndarray) -> bool:
+    """Whether a pure-white pixel is a reader's fill on a slide with this white point."""
+    return float(np.min(white)) < FILL_DISTINCT_BELOW
+
+
 def balancing_gains(white: np.ndarray, target: tuple[float, float, float]) -> np.ndarray:
     """Per-channel gains that turn ``white`` into ``target``."""
     return np.asarray(target, dtype=np.float64) / np.maximum(np.asarray(white, dtype=np.float64), 1.0)
 
 
 class WhiteBalancedReader:
-    """A slide reader whose pixels are multiplied by per-channel ``gains`` (a reader's pure-white
-    fill stays pure white). Picklable with the reader it wraps."""
+    """A slide reader whose pixels are multiplied by per-channel ``gains``; with ``keep_fill``,
+    pure-white pixels (a reader's fill) stay pure white. Picklable with the reader it wraps."""
 
-    def __init__(self, reader: SlideReader, gains: np.ndarray) -> None:
+    def __init__(self, reader: SlideReader, gains: np.ndarray, keep_fill: bool) -> None:
         self.reader = reader
         self.gains = np.asarray(gains, dtype=np.float32)
+        self.keep_fill = keep_fill
         for name in ("path", "mpp", "mpp_source", "dimensions", "level_dimensions", "level_downsamples",
                      "vendor", "properties"):
             setattr(self, name, getattr(reader, name))
 
     def _balanced(self, rgb: np.ndarray) -> np.ndarray:
-        fill = (rgb == 255).all(axis=-1)
         out = np.clip(np.rint(rgb * self.gains), 0, 255).astype(np.uint8)
-        out[fill] = 255
+        if self.keep_fill:
+            out[(rgb == 255).all(axis=-1)] = 255
         return out
 
     def read_region(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
@@ -148,4 +157,6 @@ def balanced_for_segmenter(reader: SlideReader, stain: SlideStain) -> tuple[Whit
 
     gains = balancing_gains(stain.white.rgb, Look().white)
     model = StainModel(stain.model.haematoxylin, stain.model.dab, stain.model.white * gains)
-    return WhiteBalancedReader(reader, gains), replace(stain, model=model)
+    # Pure white stays a reader's fill only where it was one: on a slide whose own white is
+    # (near) pure white it is glass or clipped tissue, and is balanced like every other pixel.
+    return WhiteBalancedReader(reader, gains, pure_white_is_fill(stain.white.rgb)), replace(stain, model=model)

@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 from her2slide.config import Settings
 from her2slide.stain import StainModel, rgb_to_od
+from her2slide.white_point import pure_white_is_fill
 
 #: Smoothing before the pixel tests, µm (Gaussian σ): stain and ink tests see structures, not
 #: sensor noise; the edge-width test keeps nuclear edges intact.
@@ -42,7 +43,7 @@ def colour_maps(rgb: np.ndarray, stain: StainModel, settings: Settings) -> dict[
     ink = (((np.abs(residual) > qc.ink_residual_share * norm) & (norm > qc.ink_min_od))
            | (haem > qc.ink_haematoxylin_od) | (darkest > qc.ink_dark_od))
     clipped = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) <= qc.saturated_dark_level
-    if stain.white.min() < 250:  # pure white is then a reader's fill, not glass
+    if pure_white_is_fill(stain.white):
         clipped |= np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) >= 255
     return {"od": od, "haem": haem, "dab": dab, "tissue": (haem + dab) > settings.cells.tissue_od,
             "ink": ink, "clipped": clipped}

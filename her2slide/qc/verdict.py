@@ -111,7 +111,8 @@ def _washed_out(evidence: SlideEvidence, stain: SlideStain, settings: Settings, 
     limit = qc.min_counterstain_ratio * qc.reference_counterstain_od
     if not math.isfinite(counterstain) or counterstain >= limit:
         return []
-    measured = (f"the counterstain (nuclear OD {counterstain:.3f}) is {100 * counterstain / qc.reference_counterstain_od:.0f}% "
+    share = counterstain / qc.reference_counterstain_od
+    measured = (f"the counterstain (nuclear OD {counterstain:.3f}) is {100 * share:.0f}% "
                 f"of the reference the DAB thresholds were set at ({qc.reference_counterstain_od:g}; at least "
                 f"{100 * qc.min_counterstain_ratio:g}% is expected)")
     if score == "3+":
