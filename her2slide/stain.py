@@ -68,8 +68,10 @@ class StainModel:
 
 
 def rgb_to_od(rgb: np.ndarray, white: np.ndarray | None = None) -> np.ndarray:
-    """Per-channel decadic optical density of an 8-bit RGB image, float32, clipped at 0."""
-    white = np.array([255.0, 255.0, 255.0]) if white is None else np.asarray(white, dtype=np.float64)
+    """Per-channel decadic optical density of an 8-bit RGB image, float32, clipped at 0 (a white
+    point is never darker than the darkest intensity, so a black channel stays finite)."""
+    white = np.array([255.0, 255.0, 255.0]) if white is None else np.maximum(np.asarray(white, dtype=np.float64),
+                                                                             _MIN_INTENSITY)
     intensity = np.maximum(rgb.astype(np.float32), _MIN_INTENSITY)
     od = -np.log10(intensity / white.astype(np.float32))
     return np.maximum(od, 0.0, out=od)
