@@ -16,6 +16,12 @@ Otherwise the controls bound it on one side at most, and any value beyond that b
 an invention: it keeps its starting value and the result says so. A control that cannot be
 measured (unreadable, no tumour cells, failed QC) is reported with its one-line reason and the
 fit uses the others.
+
+The controls' counterstain (QC's nuclear haematoxylin statistic) is kept as the reference the
+fitted thresholds belong to (``qc.reference_counterstain_od``): a later slide far paler than it
+was scanned or stained differently from the controls, and QC says so (her2slide.qc.verdict).
+QC's washed-out check, which compares a slide with that reference, is the one QC failure a
+control may have: calibrating is what it asks for.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class ControlCells:
     completeness: np.ndarray
     lateral: np.ndarray
     xy_um: np.ndarray
+    counterstain_od: float | None = None  # QC's nuclear counterstain of the control
 
 
 @dataclass(frozen=True)
@@ -76,9 +83,9 @@ def measure_controls(controls: list[Control], settings: Settings, segmenter: Seg
                      progress: ControlProgress | None = None) -> tuple[list[ControlCells], list[InputError]]:
     """Measure every cell of every control with ``settings`` (outputs go to a temp folder).
 
-    A control that cannot be scored — not readable, no tumour cells, failed QC — is returned
-    as an ``InputError`` with its reason, not measured: a control's cells calibrate the stain
-    only if they could be scored."""
+    A control that cannot be scored — not readable, no tumour cells, failed QC (but for the
+    washed-out check, :func:`_unscorable`) — is returned as an ``InputError`` with its reason,
+    not measured: a control's cells calibrate the stain only if they could be scored."""
     segmenter = segmenter or SegmenterOnFirstUse(settings)
     measured, failed = [], []
     with tempfile.TemporaryDirectory(prefix="her2slide-calibrate-") as tmp:
@@ -92,16 +99,27 @@ def measure_controls(controls: list[Control], settings: Settings, segmenter: Seg
                     raise  # the model itself cannot be loaded: no control can be measured
                 failed.append(exc)
                 continue
-            if outcome.report["score"] is None:
-                why = "; ".join(outcome.report["qc"]["reasons"])
-                failed.append(InputError(control.path, f"failed QC ({why}); a control must be scorable"))
+            unscorable = _unscorable(outcome.report)
+            if unscorable:
+                failed.append(InputError(control.path, f"failed QC ({'; '.join(unscorable)}); "
+                                                       "a control must be scorable"))
                 continue
             table = pq.read_table(outcome.out_dir / "cells.parquet",
                                   columns=["stained_dab_od", "completeness", "lateral", "x_um", "y_um"])
             cols = {name: table.column(name).to_numpy() for name in table.column_names}
             measured.append(ControlCells(control, cols["stained_dab_od"], cols["completeness"], cols["lateral"],
-                                         np.column_stack([cols["x_um"], cols["y_um"]])))
+                                         np.column_stack([cols["x_um"], cols["y_um"]]),
+                                         outcome.report["qc"]["stain"]["counterstain_od"]))
     return measured, failed
+
+
+def _unscorable(report: dict) -> list[str]:
+    """Why a control's cells cannot calibrate: QC's failures, but for the washed-out check, which
+    judges the scan against the very reference the controls are measured to set."""
+    qc = report["qc"]
+    if qc["verdict"] != "fail":
+        return []
+    return [why for flag, why in zip(qc["failed"], qc["reasons"]) if flag != "washed_out"]
 
 
 def _predict(cells: ControlCells, rules: ScoringRules, settings: Settings) -> tuple[str, dict[str, float]]:
@@ -154,14 +172,15 @@ def fit_thresholds(measured: list[ControlCells], settings: Settings, grid: np.nd
     for cells in measured:
         predicted, percent = _predict(cells, rules, settings)
         per_control.append({"path": str(cells.control.path), "label": cells.control.score, "predicted": predicted,
-                            "cells": int(len(cells.stained_od)),
+                            "cells": int(len(cells.stained_od)), "counterstain_od": cells.counterstain_od,
                             "percent": {k: round(percent[k], 2) for k in CELL_CLASSES}})
     return CalibrationResult(rules, best_correct, len(measured), ranges, per_control, kept)
 
 
 def calibrate(controls: list[Control], settings: Settings, grid: np.ndarray = GRID,
               progress: ControlProgress | None = None) -> tuple[Settings, CalibrationResult]:
-    """Measure, fit, and (if the faint threshold moved) measure again and refit once.
+    """Measure, fit, and (if the faint threshold moved) measure again and refit once; the fitted
+    settings carry the controls' counterstain as QC's reference.
 
     Raises ``InputError`` when no control could be measured (the first one's reason)."""
     segmenter = SegmenterOnFirstUse(settings)
@@ -169,9 +188,18 @@ def calibrate(controls: list[Control], settings: Settings, grid: np.ndarray = GR
     if not measured:
         raise failed[0]
     result = fit_thresholds(measured, settings, grid)
-    fitted = settings.model_copy(update={"scoring": result.rules})
     if abs(np.log(result.rules.faint_od / settings.scoring.faint_od)) > 0.1:
-        measured, _ = measure_controls([cells.control for cells in measured], fitted, segmenter, progress)
-        result = fit_thresholds(measured, fitted, grid)
-        fitted = settings.model_copy(update={"scoring": result.rules})
-    return fitted, replace(result, failed=failed)
+        measured, _ = measure_controls([cells.control for cells in measured],
+                                       settings.model_copy(update={"scoring": result.rules}), segmenter, progress)
+        result = fit_thresholds(measured, settings, grid)
+    return _fitted(settings, result, measured), replace(result, failed=failed)
+
+
+def _fitted(settings: Settings, result: CalibrationResult, measured: list[ControlCells]) -> Settings:
+    """``settings`` with the fitted thresholds and, where the controls had one, their median
+    counterstain as QC's reference."""
+    counterstain = [c.counterstain_od for c in measured if c.counterstain_od is not None]
+    qc = settings.qc
+    if counterstain:
+        qc = qc.model_copy(update={"reference_counterstain_od": round(float(np.median(counterstain)), 4)})
+    return settings.model_copy(update={"scoring": result.rules, "qc": qc})

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     report = {"correct": result.correct, "controls": result.total,
               "thresholds": {k: getattr(result.rules, k) for k in ("faint_od", "moderate_od", "intense_od")},
               "feasible_range": result.feasible_range, "kept": result.kept, "per_control": result.per_control,
-              "not_measured": [{"path": f.path, "reason": f.reason} for f in result.failed], "config": str(args.out)}
+              "not_measured": [{"path": f.path, "reason": f.reason} for f in result.failed], "config": str(args.out),
+              "reference_counterstain_od": fitted.qc.reference_counterstain_od}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             note = "kept: no control on one side" if name in result.kept else \
                 f"thresholds from {lo:.3f} to {hi:.3f} do as well"
             print(f"  {name:12s} {value:.3f}   ({note})")
+        print(f"  reference counterstain {fitted.qc.reference_counterstain_od:.3f} "
+              "(the controls'; QC compares every slide with it)")
         for row in result.per_control:
             print(f"  {row['path']}: label {row['label']}, predicted {row['predicted']}, {row['cells']} cells, "
                   f"% by class {row['percent']}")

@@ -113,8 +113,10 @@ def summary_line(slide: Path, report: dict, out_dir: Path) -> str:
         why = "; ".join(qc.get("reasons") or qc.get("flags") or ["see report.json"])
         return (f"{slide}: not scored (QC failed: {why}), {report['cells']['total']} tumour cells, "
                 f"{report['criteria']} criteria -> {out_dir}")
+    flags = (report.get("qc") or {}).get("flags") or []
+    checks = f" [QC flags: {', '.join(flags)}: see report.json qc.warnings]" if flags else ""
     return (f"{slide}: HER2 {report['score']} ({result_words(report['status'], report.get('category'))}), "
-            f"{report['cells']['total']} tumour cells, {report['criteria']} criteria -> {out_dir}")
+            f"{report['cells']['total']} tumour cells, {report['criteria']} criteria{checks} -> {out_dir}")
 
 
 def result_words(status: str, category: str | None) -> str:

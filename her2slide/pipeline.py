@@ -28,10 +28,11 @@ from her2slide.provenance import code_version, file_sha256
 from her2slide.qc import SlideQc, qc_context
 from her2slide.region_maps import HeterogeneityResult, RegionMaps
 from her2slide.roi import load_roi
-from her2slide.scoring import CELL_CLASSES, Criteria, score_slide
+from her2slide.scoring import CELL_CLASSES, Criteria, SlideScore, score_slide
 from her2slide.slide import TilePlan, check_suitability, detect_tissue, open_slide, plan_tiles, SlideReader
 from her2slide.stain import StainModel
-from her2slide.stain_sample import sample_patches, slide_stain_model
+from her2slide.stain_sample import estimate_slide_stain, sample_patches
+from her2slide.white_point import balanced_for_segmenter
 from her2slide.tile_stream import measured_tiles
 
 #: Why report.json's stage timings add up to more than ``total``.
@@ -98,7 +99,11 @@ def _score_into(destination: Path, path: Path, settings: Settings, mpp: float | 
     # Stain vectors and the QC reference describe the slide, so they are sampled over all its
     # tissue: an ROI then changes which cells count, never how each cell is measured.
     sample = sample_patches(reader, mask, settings)
-    stain = slide_stain_model(sample, settings)
+    slide_stain = estimate_slide_stain(sample, settings, thumb, mask)
+    context = qc_context(mask, reader.mpp, region, slide_stain.model, sample, settings)
+    # Tiles are read white-balanced to the segmenter's colour (optical densities do not change).
+    tile_reader, slide_stain = balanced_for_segmenter(reader, slide_stain)
+    stain = slide_stain.model
     t = timer.lap("stain_estimate", t)
     if region is not None:
         plan = region.restrict(plan)  # tiles wholly outside the ROI are never measured
@@ -112,14 +117,16 @@ def _score_into(destination: Path, path: Path, settings: Settings, mpp: float | 
         grid = RegionGrid(reader.dimensions[0] * reader.mpp, reader.dimensions[1] * reader.mpp, reader.mpp, settings)
         with CellGeoJsonWriter(staging / "cells.geojson.gz", id_seed=input_sha256) as geojson, \
                 QcBlockWriter(staging / "qc_excluded.parquet") as qc_blocks, progress(len(plan)) as tick:
-            slide_qc = SlideQc(qc_context(mask, reader.mpp, region, stain, sample, settings), region, stain, settings,
+            slide_qc = SlideQc(context, region, slide_stain, settings,
                                on_excluded=grid.add_excluded, on_tile_qc=qc_blocks.append)
-            classes, xy_um, t = _measure_all_tiles(reader, plan, stain, settings, segmenter, staging / "cells.parquet",
-                                                   timer, t, sinks=[grid.add, geojson.append, tick], screen=slide_qc)
+            classes, xy_um, t = _measure_all_tiles(tile_reader, plan, stain, settings, segmenter,
+                                                   staging / "cells.parquet", timer, t,
+                                                   sinks=[grid.add, geojson.append, tick], screen=slide_qc)
             if len(classes) == 0 and not any(slide_qc.tally.removed.values()):
                 raise UnsuitableSlideError(path, "no invasive tumour cells found; not scored")
-            qc = slide_qc.tally.verdict(len(classes), stain, settings.qc)
-            result = _score(classes, xy_um, qc, settings)
+            scored = score_slide(classes, settings.criteria, settings.scoring, xy_um=xy_um) if len(classes) else None
+            qc = slide_qc.verdict(len(classes), scored.score if scored else None)
+            result = _score(scored, len(classes), qc, settings)
             t = timer.lap("scoring", t)
             maps = grid.finish()
             geojson.add_regions(maps)
@@ -140,7 +147,7 @@ def _score_into(destination: Path, path: Path, settings: Settings, mpp: float | 
                 "slide": {"dimensions": list(reader.dimensions), "vendor": reader.vendor,
                           "mpp": reader.mpp, "mpp_source": reader.mpp_source},
                 "work_mpp": settings.tiling.work_mpp,
-                "stain": stain.to_dict(),
+                "stain": {**stain.to_dict(), "white_balance_gains": [round(float(g), 4) for g in tile_reader.gains]},
                 "model": {"id": segmenter.model_id, "sha256": segmenter.model_sha256},
                 "config": settings.dump(),
                 "code_version": code_version(),
@@ -201,11 +208,11 @@ def _measure_all_tiles(reader: SlideReader, plan: TilePlan, stain: StainModel, s
     return np.concatenate(classes), np.concatenate(positions), t
 
 
-def _score(classes: np.ndarray, xy_um: np.ndarray, qc: dict, settings: Settings) -> dict:
-    """The score fields of report.json. A slide that fails QC is "not-scored" with QC's reasons:
-    it must never read as HER2 0. Its class percentages are still given (0 with no cells)."""
-    result = score_slide(classes, settings.criteria, settings.scoring, xy_um=xy_um) if len(classes) else None
-    cells = {"total": int(len(classes)),
+def _score(result: SlideScore | None, n_cells: int, qc: dict, settings: Settings) -> dict:
+    """The score fields of report.json from the cells' score (None without cells). A slide that
+    fails QC is "not-scored" with QC's reasons: it must never read as HER2 0. Its class
+    percentages are still given (0 with no cells)."""
+    cells = {"total": n_cells,
              "percent": dict(result.percent) if result else dict.fromkeys(CELL_CLASSES, 0.0)}
     if qc["verdict"] == "fail":
         return {"score": None, "status": "not-scored", "category": None, "criteria": settings.criteria.value,

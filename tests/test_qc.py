@@ -10,18 +10,24 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from PIL import Image
 
+from her2slide.calibrate import Control, measure_controls
 from her2slide.cli import main
 from her2slide.config import Settings
+from her2slide.errors import ExitStatus
 from her2slide.measure import measure_tile_pixels
 from her2slide.pipeline import score_slide_file
-from her2slide.qc import REASONS, QcTally, TileQc, assess_tile, qc_context, screen_cells, stain_sample_pixels
+from her2slide.qc import REASONS, QcTally, TileQc, assess_tile, qc_context, screen_cells, slide_verdict
 from her2slide.scoring import CELL_CLASSES, score_slide
 from her2slide.slide.tiles import Tile
 from her2slide.slide.tissue import TissueMask
-from her2slide.stain import StainModel
+from her2slide.stain import SlideStain, StainModel, VectorFit
+from her2slide.stain_sample import clean_sample_pixels
+from her2slide.white_point import WhitePoint
 from her2slide.synth.artefacts import Blur, Fold, Ink, with_artefacts
 from her2slide.synth.render import Look, render_region
+from her2slide.synth.scanner import BY_NAME
 from her2slide.synth.slides import SlideSpec, build_scene, make_synthetic_slide
 
 MPP = 0.5  # fields are rendered at the working resolution: level 0 = working pixels
@@ -141,39 +147,84 @@ def test_screen_cells_removes_exactly_the_cells_in_excluded_blocks(clean: tuple[
 
 def test_ink_is_left_out_of_the_stain_estimate() -> None:
     rgb, _ = _field("1+", artefacts=(Ink(start_um=(0, 96), end_um=(SIDE_UM, 96), width_um=60, colour="green"),))
-    kept = stain_sample_pixels([rgb], SETTINGS)
+    (kept,) = clean_sample_pixels([rgb], np.array([255.0, 255.0, 255.0]), SETTINGS)
     assert 0.5 * rgb.shape[0] * rgb.shape[1] < len(kept) < 0.75 * rgb.shape[0] * rgb.shape[1]
 
 
 def _tally(excluded_um2: float, counterstain: float = 0.15, background: float = 0.02) -> QcTally:
     codes = np.array([[0, REASONS.index("blur") + 1]], np.uint8)
+    stats = {"counterstain_od": counterstain, "background_dab_od": background}
     tile_qc = TileQc(np.array([0.0, 256, 512]), np.array([0.0, 256]), codes,
-                     np.array([[4096.0 * 4 - excluded_um2, excluded_um2]]), np.full((1, 2), counterstain),
-                     np.full((1, 2), background), 0.25)
+                     np.array([[4096.0 * 4 - excluded_um2, excluded_um2]]), 0.25,
+                     {name: np.full((1, 2), value) for name, value in stats.items()})
     tally = QcTally()
     tally.add(tile_qc, {"roi": 3, "qc": 4})
     return tally
 
 
+def _stain(white_source: str = "glass") -> SlideStain:
+    reference = StainModel.default()
+    return SlideStain(reference, WhitePoint(reference.white, white_source), VectorFit(reference.haematoxylin, "reference"),
+                      VectorFit(reference.dab, "reference"))
+
+
+def _verdict(tally: QcTally, cells: int, settings: Settings = SETTINGS, white_source: str = "glass",
+             score: str = "1+") -> dict:
+    return slide_verdict(tally.evidence(cells), _stain(white_source), settings, score)
+
+
 def test_verdict_passes_and_reports_areas() -> None:
-    qc = _tally(4096.0).verdict(500, StainModel.default(), SETTINGS.qc)
-    assert qc["verdict"] == "pass" and qc["flags"] == [] and qc["reasons"] == []
+    qc = _verdict(_tally(4096.0), 500)
+    assert qc["verdict"] == "pass" and qc["flags"] == [] and qc["reasons"] == [] and qc["warnings"] == []
     assert set(qc["excluded"]) == set(REASONS) and qc["excluded"]["blur"] == pytest.approx(0.0041, abs=1e-4)
     assert qc["excluded_fraction"] == 0.25 and qc["scored_area_mm2"] == pytest.approx(0.0123, abs=1e-4)
     assert qc["cells_removed"] == {"roi": 3, "qc": 4}
     assert qc["stain"]["haematoxylin_vector"] == "reference"
+    assert qc["stain"]["white_point"] == {"rgb": [255.0, 255.0, 255.0], "source": "glass"}
     json.dumps(qc, allow_nan=False)
 
 
 @pytest.mark.parametrize("tally, cells, flag", [
     (_tally(4096.0), 10, "few_tumour_cells"),
     (_tally(4096.0 * 3), 500, "too_much_excluded"),
-    (_tally(0.0, counterstain=0.01), 500, "stain_out_of_range"),
-    (_tally(0.0, background=0.3), 500, "stain_out_of_range"),
+    (_tally(0.0, counterstain=0.06), 500, "washed_out"),
+    (_tally(0.0, background=0.12), 500, "background_dab"),
 ])
 def test_verdict_fails_with_a_reason(tally: QcTally, cells: int, flag: str) -> None:
-    qc = tally.verdict(cells, StainModel.default(), SETTINGS.qc)
+    qc = _verdict(tally, cells)
     assert qc["verdict"] == "fail" and qc["flags"] == [flag] and len(qc["reasons"]) == 1
+
+
+@pytest.mark.parametrize("tally, cells, flag, says", [
+    (_tally(0.0), 154, "few_tumour_cells", "154 tumour cells scored"),
+    (_tally(0.0, background=0.07), 500, "background_dab", "check the background and the negative control"),
+    (_tally(0.0, counterstain=0.9), 500, "dark_counterstain", "not masked"),
+])
+def test_what_can_still_be_scored_is_flagged_not_refused(tally: QcTally, cells: int, flag: str, says: str) -> None:
+    qc = _verdict(tally, cells)
+    assert qc["verdict"] == "pass" and qc["flags"] == [flag] and qc["reasons"] == []
+    assert len(qc["warnings"]) == 1 and says in qc["warnings"][0]
+
+
+def test_a_pale_scan_that_scores_3plus_anyway_is_flagged_not_refused() -> None:
+    """A washed-out scan only lowers DAB readings: 3+ from such a scan stands."""
+    assert _verdict(_tally(0.0, counterstain=0.06), 500, score="2+")["verdict"] == "fail"
+    qc = _verdict(_tally(0.0, counterstain=0.06), 500, score="3+")
+    assert qc["verdict"] == "pass" and qc["flags"] == ["washed_out"] and "3+ stands" in qc["warnings"][0]
+
+
+def test_the_minimum_tumour_cells_depends_on_the_specimen() -> None:
+    """20 for a percentage of tumour cells; a gastric biopsy is scored on a cluster of 5."""
+    assert _verdict(_tally(0.0), 19)["verdict"] == "fail"
+    assert _verdict(_tally(0.0), 20)["verdict"] == "pass"
+    biopsy = Settings(criteria="gastric-biopsy")
+    assert _verdict(_tally(0.0), 5, biopsy)["verdict"] == "pass"
+    assert _verdict(_tally(0.0), 4, biopsy)["verdict"] == "fail"
+
+
+def test_a_field_without_glass_is_flagged_for_its_background() -> None:
+    qc = _verdict(_tally(0.0), 500, white_source="tissue")
+    assert qc["verdict"] == "pass" and qc["flags"] == ["no_glass"] and "check the background" in qc["warnings"][0]
 
 
 # ---------------------------------------------------------------- end to end
@@ -189,7 +240,7 @@ def test_a_slide_failing_qc_is_not_scored_never_zero(small_slide: Path, tmp_path
                                                      capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "strict.yaml"
     config.write_text("qc:\n  min_tumour_cells: 1000000\n")
-    assert main(["score", str(small_slide), "--out", str(tmp_path), "--config", str(config)]) == 4  # not scored
+    assert main(["score", str(small_slide), "--out", str(tmp_path), "--config", str(config)]) == ExitStatus.NOT_SCORED
     out_dir = tmp_path / small_slide.stem
     report = json.loads((out_dir / "report.json").read_text())
     assert report["score"] is None and report["status"] == "not-scored" and report["category"] is None
@@ -199,6 +250,53 @@ def test_a_slide_failing_qc_is_not_scored_never_zero(small_slide: Path, tmp_path
     assert pq.read_table(out_dir / "cells.parquet").num_rows == report["cells"]["total"]
     line = capsys.readouterr().out
     assert "not scored (QC failed: only" in line and "HER2" not in line
+
+
+def _field_file(folder: Path, score: str, size_um: float, washout: float = 0.0) -> Path:
+    """A synthetic field with glass around its tissue, as a PNG at 0.25 µm/px (optionally washed out)."""
+    spec = SlideSpec(pattern="homogeneous", score=score, size_um=(size_um, size_um), mpp=0.25, seed=3)
+    scene, _ = build_scene(spec)
+    rgb = render_region(scene, 0, 0, *scene.shape).rgb
+    path = folder / f"field-{score.replace('+', 'p')}-{washout:g}.png"
+    Image.fromarray(BY_NAME["washout 50%"].apply(rgb) if washout else rgb).save(path)
+    return path
+
+
+def test_a_washed_out_3plus_is_not_scored_and_says_calibrate_or_rescan(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """An over-exposed scan (blended 50% towards white) shrinks every DAB reading: the 3+ field
+    would read 2+ with QC passing. It must be refused, with what to do about it."""
+    plain = score_slide_file(_field_file(tmp_path, "3+", 600.0), tmp_path / "out", SETTINGS, mpp=0.25).report
+    assert plain["score"] == "3+" and plain["qc"]["verdict"] == "pass"
+    washed = _field_file(tmp_path, "3+", 600.0, washout=0.5)
+    assert main(["score", str(washed), "--out", str(tmp_path / "out"), "--mpp", "0.25"]) == ExitStatus.NOT_SCORED
+    report = json.loads((tmp_path / "out" / washed.stem / "report.json").read_text())
+    assert report["score"] is None and report["status"] == "not-scored" and "washed_out" in report["qc"]["flags"]
+    assert "rescan, or calibrate this scanner" in report["reasons"][0]
+    assert "not scored (QC failed: the counterstain" in capsys.readouterr().out
+
+
+def test_a_washed_out_control_is_still_measured_by_calibrate(tmp_path: Path) -> None:
+    """The washed-out check judges a scan against the reference calibration sets, and tells the
+    lab to calibrate: so calibrate measures such a control (and takes its counterstain) rather
+    than refusing it as failed QC, as it refuses any other QC failure."""
+    washed = _field_file(tmp_path, "0", 600.0, washout=0.5)
+    measured, failed = measure_controls([Control(washed, "0", 0.25)], SETTINGS)
+    assert failed == [] and len(measured) == 1 and len(measured[0].stained_od) > 0
+    assert measured[0].counterstain_od < SETTINGS.qc.min_counterstain_ratio * SETTINGS.qc.reference_counterstain_od
+
+
+def test_a_small_core_is_scored_with_its_cell_count_flagged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A TMA core with fewer than 200 tumour cells is scored (a pathologist would score it) and
+    flagged with the count; fewer than 20 would not be."""
+    path = _field_file(tmp_path, "2+", 270.0)
+    assert main(["score", str(path), "--out", str(tmp_path / "out"), "--mpp", "0.25"]) == 0
+    report = json.loads((tmp_path / "out" / path.stem / "report.json").read_text())
+    n = report["cells"]["total"]
+    assert SETTINGS.qc.min_tumour_cells <= n < SETTINGS.qc.flag_tumour_cells
+    assert report["score"] == "2+" and report["qc"]["verdict"] == "pass" and "few_tumour_cells" in report["qc"]["flags"]
+    assert any(f"{n} tumour cells scored" in w for w in report["qc"]["warnings"])
+    assert "HER2 2+" in (line := capsys.readouterr().out) and "QC flags: few_tumour_cells" in line
 
 
 @pytest.mark.slow
@@ -240,7 +338,7 @@ def test_artefacts_are_excluded_and_the_clean_part_scores_its_truth(tmp_path: Pa
 def test_block_percentiles_equal_numpy_with_and_without_nan() -> None:
     """The per-block percentile helper (one sort, NaN last) against
     numpy.nanpercentile, on blocks that are full, partly NaN and all NaN."""
-    from her2slide.qc import _nanpercentile
+    from her2slide.qc.pixels import nanpercentile
 
     rng = np.random.default_rng(4)
     values = rng.normal(size=(3, 4, 257)).astype(np.float32)
@@ -250,4 +348,4 @@ def test_block_percentiles_equal_numpy_with_and_without_nan() -> None:
     q = (5, 20, 95, 99)
     with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):  # numpy warns on the all-NaN block
         expected = np.nanpercentile(values.astype(np.float64), q, axis=-1)
-    np.testing.assert_allclose(_nanpercentile(values, q), expected, rtol=1e-6, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(nanpercentile(values, q), expected, rtol=1e-6, atol=1e-6, equal_nan=True)

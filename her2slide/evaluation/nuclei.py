@@ -2,7 +2,7 @@
 
 A rendered field (her2slide.synth.restain.ihc_like) is written to an image file and read back
 the way ``her2slide score`` reads a TMA core: ``open_slide`` with ``--mpp``, the tile plan, the
-slide's stain sample and estimate, the segmenter's stream and maps (with the QC spoilt-pixel
+slide's stain sample, white point and estimate, the white-balanced tile reader, the segmenter's stream and maps (with the QC spoilt-pixel
 mask the tile stream gives them), then ``cells.nucleus_instances``, the nuclei the cell finder
 works from. Each tile keeps the nuclei in its owned box, as the pipeline keeps cells.
 
@@ -25,8 +25,9 @@ from her2slide.measure import level0_xy, measure_tile_maps
 from her2slide.model.nuclei_data import NucleiImage
 from her2slide.qc import SlideQc, qc_context
 from her2slide.slide import TissueMask, open_slide, plan_tiles
-from her2slide.stain_sample import sample_patches, slide_stain_model
+from her2slide.stain_sample import estimate_slide_stain, sample_patches
 from her2slide.synth.restain import MembraneStyle, ihc_like
+from her2slide.white_point import balanced_for_segmenter
 
 #: A detected nucleus matches an annotated one when their centroids are this close (issue 14).
 MATCH_UM = 3.0
@@ -70,10 +71,13 @@ def detect_field(path: Path, mpp: float, settings: Settings, segmenter: Segmente
     plan = plan_tiles(reader, tissue, work_mpp=tiling.work_mpp, tile_px=tiling.tile_px, margin_um=tiling.margin_um,
                       min_tissue_fraction=tiling.min_tissue_fraction)
     sample = sample_patches(reader, tissue, settings)
-    stain = slide_stain_model(sample, settings)
-    screen = SlideQc(qc_context(tissue, reader.mpp, None, stain, sample, settings), None, stain, settings)
+    slide_stain = estimate_slide_stain(sample, settings, thumb, tissue)
+    context = qc_context(tissue, reader.mpp, None, slide_stain.model, sample, settings)
+    tile_reader, slide_stain = balanced_for_segmenter(reader, slide_stain)
+    stain = slide_stain.model
+    screen = SlideQc(context, None, slide_stain, settings)
     nuclei, tumour = [], []
-    for tile, rgb, evidence in segmenter.stream(reader, plan, stain):
+    for tile, rgb, evidence in segmenter.stream(tile_reader, plan, stain):
         spoilt = screen.assess(tile, rgb, plan.downsample, reader.mpp).spoilt
         maps = segmenter.maps(rgb, evidence, stain, spoilt)
         _, props = nucleus_instances(maps, tiling.work_mpp)

@@ -4,6 +4,13 @@ Tissue absorbs light and glass does not, so the summed RGB optical density separ
 them whatever the stain. Otsu (on log OD) picks the split per slide; an absolute floor
 keeps blank glass (where Otsu would split noise) empty. Sizes are in µm² so the cleanup means the
 same at any thumbnail resolution.
+
+Glass is also featureless, and tissue is not: on a field or crop with no glass at all, Otsu
+splits pale stroma from dense epithelium, and the pale part must not be taken for glass (its
+border would be taken for a tissue edge). So a region below the threshold is glass only when
+its texture is that of glass; a textured one is pale tissue and joins the mask. The mask keeps
+that glass (``TissueMask.glass``, lumens included): tissue edges are where tissue meets the glass
+around it (``TissueMask.outer_glass``), and the white point is read from all of it.
 """
 
 from __future__ import annotations
@@ -15,10 +22,16 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from her2slide.stain import estimate_white_point, rgb_to_od
+from her2slide.stain import brightest_white, rgb_to_od
 
 #: Added before taking the log of OD so glass (OD ≈ 0) stays finite.
 _LOG_OFFSET = 0.003
+#: Glass texture: a region below the tissue threshold is glass when the median local standard
+#: deviation (3 x 3 thumbnail px) of its summed OD is below this. Measured at 8 µm/px: glass
+#: around the four real TMA cores 0.0017-0.0022, pale tissue that Otsu split off in crops of
+#: them 0.013-0.045, a synthetic thumbnail with 1.5 grey levels of noise per channel 0.0045
+#: (docs/roi_and_qc.md, "The tissue edge").
+GLASS_MAX_TEXTURE_OD = 0.006
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,13 @@ class TissueMask:
     mask: np.ndarray
     mpp: float
     downsample: float
+    glass: np.ndarray | None = None  # featureless background, lumens too; None: every pixel off the mask
+
+    @property
+    def outer_glass(self) -> np.ndarray:
+        """The glass around the tissue, where it has an edge (not lumens, which the mask fills;
+        the image border is not glass)."""
+        return ~self.mask if self.glass is None else self.glass & ~self.mask
 
     @property
     def area_um2(self) -> float:
@@ -46,20 +66,13 @@ class TissueMask:
         return float(self.mask[r0:r1, c0:c1].mean())
 
 
-def _small_components(mask: np.ndarray, min_px: float, *, spare_border: bool = False) -> np.ndarray:
-    """Pixels of connected components of ``mask`` smaller than ``min_px``.
-
-    With ``spare_border``, components touching the image edge are never small (used for
-    holes: background open to the edge is glass around the tissue, not a hole in it).
-    """
+def _small_components(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """Pixels of connected components of ``mask`` smaller than ``min_px``."""
     labels, n = ndi.label(mask)
     if n == 0:
         return np.zeros_like(mask)
     small = np.bincount(labels.ravel()) < min_px
     small[0] = False
-    if spare_border:
-        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-        small[edge] = False
     return small[labels]
 
 
@@ -79,13 +92,30 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
         has tissue at 0.02–0.1 on a thumbnail at 8 µm/px.
     smooth_px : Gaussian sigma (thumbnail pixels) applied to the OD before thresholding,
         so pale tissue is not speckled with glass-like pixels.
-    min_object_um2, min_hole_um2 : smaller specks are dropped, smaller holes filled.
+    min_object_um2, min_hole_um2 : smaller specks are dropped, smaller holes filled (also
+        where the image border cuts them).
     """
+    px_area = mpp**2
+    mask = absorbing(thumbnail_rgb, min_od, smooth_px)
+    labels, texture = background_textures(~mask, thumbnail_rgb)
+    mask |= (texture > GLASS_MAX_TEXTURE_OD)[labels]  # pale tissue, not glass
+    glass = ~mask
+    mask &= ~_small_components(mask, min_object_um2 / px_area)
+    # Background smaller than a hole is not glass around the tissue, even where the image border
+    # cuts it (a lumen at the edge of a field or crop): it is filled.
+    mask |= _small_components(~mask, min_hole_um2 / px_area)
+    downsample = 1.0 if level0_mpp is None else mpp / level0_mpp
+    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample), glass=glass)
+
+
+def absorbing(thumbnail_rgb: np.ndarray, min_od: float = 0.02, smooth_px: float = 1.0) -> np.ndarray:
+    """Pixels whose smoothed summed OD is above the slide's glass/tissue split (see detect_tissue)."""
     # Pure white is usually a reader's fill for unscanned area, not glass: leave it out of
-    # the white point, and take the 90th percentile so its blurred edge (254, 250, ...) is
-    # not taken for glass either; otherwise real glass (often ≈ 240) would count as tissue.
+    # the white point, and take the brightest tenth (not the very brightest) so its blurred edge
+    # (254, 250, ...) is not taken for glass either; otherwise real glass (often ≈ 240) would
+    # count as tissue. Ranked by summed log intensity, so a scanner's colour balance cancels.
     scanned = thumbnail_rgb[(thumbnail_rgb < 255).any(axis=-1)]
-    white = estimate_white_point(scanned if len(scanned) >= 100 else thumbnail_rgb, percentile=90.0)
+    white = brightest_white(scanned if len(scanned) >= 100 else thumbnail_rgb.reshape(-1, 3), share=0.1)
     od_sum = ndi.gaussian_filter(rgb_to_od(thumbnail_rgb, white).sum(axis=-1), smooth_px)
     # Otsu on log OD: glass (≈ 0.005) and pale tissue (≈ 0.02–0.1) are two modes there,
     # while on a linear scale the long tail of dark tissue drags the split into the tissue.
@@ -93,9 +123,17 @@ def detect_tissue(thumbnail_rgb: np.ndarray, mpp: float, *, level0_mpp: float | 
     threshold = min_od
     if log_od.max() > log_od.min():
         threshold = max(min_od, float(np.exp(threshold_otsu(log_od)) - _LOG_OFFSET))
-    px_area = mpp**2
-    mask = od_sum > threshold
-    mask &= ~_small_components(mask, min_object_um2 / px_area)
-    mask |= _small_components(~mask, min_hole_um2 / px_area, spare_border=True)
-    downsample = 1.0 if level0_mpp is None else mpp / level0_mpp
-    return TissueMask(mask=mask, mpp=float(mpp), downsample=float(downsample))
+    return od_sum > threshold
+
+
+def background_textures(background: np.ndarray, thumbnail_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of the connected regions of ``background`` and each one's median local texture
+    (index 0, outside every region, is 0): the standard deviation over 3 x 3 pixels of the summed
+    OD against any white (unclipped), so neither the white point nor a scanner's colour balance
+    changes it."""
+    labels, n = ndi.label(background)
+    od = -np.log10(np.maximum(thumbnail_rgb.astype(np.float32), 1.0)).sum(axis=-1)
+    mean = ndi.uniform_filter(od, 3)
+    texture = np.sqrt(np.maximum(ndi.uniform_filter(od * od, 3) - mean * mean, 0.0))
+    medians = ndi.median(texture, labels, index=np.arange(1, n + 1)) if n else []
+    return labels, np.concatenate([[0.0], np.asarray(medians, dtype=np.float64)])

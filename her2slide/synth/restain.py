@@ -37,8 +37,8 @@ from skimage.color import hed2rgb, hed_from_rgb, rgb2hed, rgb_from_hed
 from skimage.segmentation import expand_labels, find_boundaries
 
 from her2slide.cells import label_centroids
-from her2slide.stain import (DAB_RGB_OD, HAEMATOXYLIN_RGB_OD, StainModel, fit_two_stains, od_to_rgb, rgb_to_od,
-                             stain_amounts)
+from her2slide.stain import (DAB_RGB_OD, HAEMATOXYLIN_RGB_OD, StainModel, angle_deg, macenko_directions, od_to_rgb,
+                             rgb_to_od, stain_amounts)
 
 #: Eosin reference direction (Macenko et al. 2009, as in staintools/torchstain). The per-image
 #: estimates of the 45 MoNuSeg and CPM-15 images lie 2–12° from it (18° for one pale image),
@@ -116,10 +116,10 @@ def he_stain_model(rgb_he: np.ndarray) -> StainModel:
     mostly tissue, so no glass is there to measure.
     """
     od = rgb_to_od(rgb_he).reshape(-1, 3)[:: max(1, rgb_he.shape[0] * rgb_he.shape[1] // _FIT_PIXELS)]
-    od = od[np.linalg.norm(od, axis=1) > _OD_FLOOR].astype(np.float64)
     h, e = HAEMATOXYLIN_RGB_OD, EOSIN_RGB_OD
-    if len(od) >= _MIN_FIT_PIXELS:
-        h, e = fit_two_stains(od, h, e, max_angle_deg=HE_MAX_ANGLE_DEG)
+    fitted = macenko_directions(od, (h, e), od_threshold=_OD_FLOOR, min_pixels=_MIN_FIT_PIXELS)
+    if fitted is not None:
+        h, e = (c if angle_deg(c, ref) <= HE_MAX_ANGLE_DEG else ref for c, ref in zip(fitted, (h, e)))
     return StainModel(_unit(h), _unit(e), np.full(3, 255.0))
 
 
