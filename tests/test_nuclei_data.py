@@ -9,9 +9,8 @@ import pytest
 from nuclei_fixtures import disc_labels, write_fake_nuclei_set
 
 from her2slide.model.nuclei_data import (VALIDATION, IhcLikeRanges, estimate_mpp, ihc_like_sample, nuclei_index,
-                                         resample, split)
+                                         resample, split, tilted)
 from her2slide.stain import StainModel, stain_amounts
-from her2slide.synth.families import tilted
 
 
 def test_pixel_size_is_estimated_from_nucleus_size(tmp_path: Path) -> None:
@@ -64,7 +63,7 @@ def test_ihc_like_sample_without_membranes_has_no_dab_and_an_ihc_counterstain(tm
 def test_tilted_vectors_stay_within_the_jitter() -> None:
     rng = np.random.default_rng(3)
     v = StainModel.default().dab
-    angles = [np.degrees(np.arccos(np.clip(np.array(tilted(v, rng, (0.0, 4.0))) @ v, -1, 1))) for _ in range(200)]
+    angles = [np.degrees(np.arccos(np.clip(tilted(v, 4.0, rng) @ v, -1, 1))) for _ in range(200)]
     assert max(angles) <= 4.0 + 1e-9 and max(angles) > 3.0
 
 

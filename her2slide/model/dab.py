@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from her2slide.model.nuclei_data import tilted
 from her2slide.stain import DAB_RGB_OD
-from her2slide.synth.families import tilted
 from her2slide.synth.restain import membrane_dab
 
 
@@ -21,6 +21,6 @@ def paint_dab(image: np.ndarray, nuclei: np.ndarray, mpp: float, rng: np.random.
     """``image`` with synthetic membrane DAB between its nuclei (Beer–Lambert: intensities
     multiplied by 10^-OD, so sensor noise and the white point are kept)."""
     dab = membrane_dab(nuclei, mpp, rng)
-    vector = np.array(tilted(DAB_RGB_OD, rng, (0.0, max_tilt_deg)), dtype=np.float32)
+    vector = np.abs(tilted(DAB_RGB_OD, max_tilt_deg, rng)).astype(np.float32)
     transmitted = np.power(np.float32(10.0), -dab[..., None] * vector)
     return np.clip(np.rint(image.astype(np.float32) * transmitted), 0, 255).astype(np.uint8)

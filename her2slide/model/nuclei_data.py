@@ -25,7 +25,6 @@ from PIL import Image
 from her2slide.errors import InputError
 from her2slide.evaluation.shared_data import shared_data_dir
 from her2slide.stain import DAB_RGB_OD, HAEMATOXYLIN_RGB_OD
-from her2slide.synth.families import tilted
 from her2slide.synth.restain import IHC_GLASS_RGB, MembraneStyle, ihc_like
 
 #: Images never trained on: nucleus detection is validated on them (issue 14). Whole images,
@@ -181,11 +180,20 @@ def ihc_like_sample(entry: NucleiImage, rng: np.random.Generator, work_mpp: floa
     white = [rng.uniform(*bounds) for bounds in ranges.white_rgb]
     image = ihc_like(rgb, labels, entry.mpp, rng, counterstain_od=float(np.exp(rng.uniform(low, high))),
                      membranes=membranes, white=white,
-                     haematoxylin_vector=np.array(tilted(HAEMATOXYLIN_RGB_OD, rng, (0.0, ranges.vector_jitter_deg))),
-                     dab_vector=np.array(tilted(DAB_RGB_OD, rng, (0.0, ranges.vector_jitter_deg))))
+                     haematoxylin_vector=tilted(HAEMATOXYLIN_RGB_OD, ranges.vector_jitter_deg, rng),
+                     dab_vector=tilted(DAB_RGB_OD, ranges.vector_jitter_deg, rng))
     image, labels = resample(image, labels, entry.mpp, work_mpp)
     noisy = image + rng.normal(0.0, rng.uniform(*ranges.noise_sd), image.shape)
     image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
     if rng.random() < ranges.jpeg_probability:
         image = jpeg_roundtrip(image, int(rng.integers(*ranges.jpeg_quality)))
     return image, labels
+
+
+def tilted(vector: np.ndarray, max_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector at most ``max_deg`` from ``vector``, in a random direction."""
+    v = np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+    away = rng.normal(size=3)
+    away -= (away @ v) * v
+    angle = np.radians(rng.uniform(0.0, max_deg))
+    return np.cos(angle) * v + np.sin(angle) * away / np.linalg.norm(away)
