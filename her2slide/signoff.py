@@ -97,10 +97,11 @@ def sign_off(folder: Path, reviewer: str, *, accept: bool = False, score: str | 
         "report_sha256": file_sha256(report_path),
         "input_sha256": (report.get("provenance") or {}).get("input_sha256"),
     }
-    with holding(lock_path(folder.resolve()), folder, f"the sign-off waited {LOCK_WAIT_S:g} s",
+    resolved = folder.resolve()  # "." (signing inside the folder) has no name of its own
+    with holding(lock_path(resolved), folder, f"the sign-off waited {LOCK_WAIT_S:g} s",
                  wait_s=LOCK_WAIT_S, advice="sign off once it has finished"):
         entries = read_history(folder)
-        _write_atomic(folder / SIGNOFF_FILE, {"format": FORMAT, "slide": folder.name, "entries": [*entries, entry]})
+        _write_atomic(folder / SIGNOFF_FILE, {"format": FORMAT, "slide": resolved.name, "entries": [*entries, entry]})
     return entry
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -161,6 +162,26 @@ def test_qc_exclusions_and_the_heterogeneity_call_are_spelled_out(tmp_path: Path
     assert "<b>Focal</b>: the positive cells are a subpopulation gathered in distinct areas" in visible
     assert "tumour cells 2+ or stronger" in visible and "positive_percent" not in visible
     assert "positive_percent" in folded
+
+
+def test_a_scored_slide_with_qc_flags_says_what_to_check(tmp_path: Path) -> None:
+    """Issue 18's verdict scores a slide with flags and says, per flag, what a pathologist should
+    check: the page shows each of those sentences beside the score and in the QC section."""
+    report = make_report()
+    warnings = ["150 tumour cells scored (fewer than 200; one cell is 0.7% of them): check on the image that they "
+                "represent the tumour", "background DAB over the tissue (OD 0.062) is above what DAB-free tissue "
+                "shows (0.05): check the background & the negative control; faint (1+) calls may be raised"]
+    report["qc"] = {"verdict": "pass", "flags": ["few_tumour_cells", "background_dab"], "failed": [], "reasons": [],
+                    "warnings": warnings, "assessed_area_mm2": 0.42, "excluded": {"edge": 0.0},
+                    "cells_removed": {"roi": 0, "qc": 0}}
+    path = tmp_path / "review.html"
+    write_review_html(path, report, make_maps(), make_heterogeneity(), _thumbnail(), THUMB_MPP,
+                      _cells_parquet(tmp_path / "cells.parquet"))
+    header, body = path.read_text(encoding="utf-8").split("</header>")
+    for warning in warnings:
+        assert f'<li class="check">QC flag: {html.escape(warning)}</li>' in header
+        assert f"<li>{html.escape(warning)}</li>" in body.split("What to check")[1]
+    assert "verdict: <b>pass</b> with flags" in body and "no QC flags" not in body
 
 
 def test_slide_derived_text_is_escaped(tmp_path: Path) -> None:

@@ -103,6 +103,16 @@ def test_command_line(result: Path, capsys: pytest.CaptureFixture) -> None:
     assert "report.json: not found" in capsys.readouterr().err
 
 
+def test_signing_off_inside_the_result_folder_records_its_slide(result: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """`her2slide signoff .` run in the folder: the history names the slide, not "" (the name of ".")."""
+    monkeypatch.chdir(result)
+    assert main(["signoff", ".", "--accept", "--reviewer", "Dr A"]) == 0
+    assert json.loads((result / SIGNOFF_FILE).read_text())["slide"] == "slide-1"
+    assert [e["reviewer"] for e in read_history(result)] == ["Dr A"]
+    assert not lock_path(result).exists() and "Dr A accepted HER2 3+" in capsys.readouterr().out
+
+
 def test_a_rescore_keeps_the_history(result: Path) -> None:
     sign_off(result, "Dr A", accept=True)
     history = (result / SIGNOFF_FILE).read_text()

@@ -310,6 +310,35 @@ def test_signoff_round_trip_survives_a_restart_and_nothing_is_markup(browser: An
     (result / "signoff.json").unlink()
 
 
+FLAGGED_QC = {"verdict": "pass", "flags": ["few_tumour_cells", "no_glass"], "failed": [], "reasons": [],
+              "warnings": ["288 tumour cells scored (fewer than 300): check on the image that they represent the tumour",
+                           "no glass in the image: <b>check</b> the background by eye"]}
+
+
+@pytest.fixture(scope="module")
+def flagged(result: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The scored slide's result with QC flags in its report (as issue 18's verdict writes them)."""
+    folder = tmp_path_factory.mktemp("flagged") / result.name
+    shutil.copytree(result, folder)
+    report = json.loads((folder / "report.json").read_text())
+    (folder / "report.json").write_text(json.dumps({**report, "qc": {**report["qc"], **FLAGGED_QC}}))
+    return folder
+
+
+def test_the_viewer_shows_what_qc_asks_the_pathologist_to_check(browser: Any, flagged: Path, result: Path) -> None:
+    console(browser)
+    for folder, checks in ((flagged, FLAGGED_QC["warnings"]), (result, [])):
+        with ViewerServer(folder, port=0) as running:
+            status, body = get(running, "/api/info")
+            assert status == 200 and json.loads(body)["report"]["qc_checks"] == checks
+            open_viewer(browser, running.url)
+            shown = browser.execute_script(
+                "return Array.from(document.querySelectorAll('#reasons li.check')).map(li => li.textContent)")
+            assert shown == [f"QC flag: {check}" for check in checks]
+            assert console(browser) == []
+            browser.get("about:blank")
+
+
 def test_review_page_of_the_scored_slide_has_a_gallery_and_escapes_the_slide(result: Path) -> None:
     text = (result / "review.html").read_text(encoding="utf-8")
     assert text.count('<figure class="cell">') >= 12 and text.count("<polygon points=") >= 12

@@ -75,7 +75,8 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
         badge_colour=_css_colour(SCORE_COLOURS.get(_SCORE_VALUES.get(score, 0), (136, 136, 136))),
         summary=escape(" · ".join(str(v) for v in (score_text(report), f"criteria: {report.get('criteria', '?')}")
                                   if v)),
-        reasons="".join(f"<li>{escape(r)}</li>" for r in _as_list(report.get("reasons"))),
+        reasons="".join(f"<li>{escape(r)}</li>" for r in _as_list(report.get("reasons")))
+                + "".join(f'<li class="check">QC flag: {escape(c)}</li>' for c in qc_checks(report.get("qc"))),
         class_table=_class_table(report),
         class_chart=_class_chart(report),
         pattern=escape(heterogeneity.pattern),
@@ -315,8 +316,17 @@ def _marker_label(x: float, y: float, text: str, right: bool) -> str:
     return f'<text x="{x - 2 if right else x + 2:.1f}" y="{y}"{anchor}>{escape(text)}</text>'
 
 
+def qc_checks(qc: Any) -> list[str]:
+    """What QC asks the pathologist to check on a slide it did not refuse: each flag's sentence
+    (report.json ``qc.warnings``, her2slide.qc.verdict). Shown beside the score on the review
+    page and in the viewer, so a flagged score never looks like a clean one."""
+    warnings = qc.get("warnings") if isinstance(qc, dict) else None
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
 def _qc(qc: Any) -> str:
-    """QC: the verdict and its reasons, the area excluded per reason, the cells removed, the flags.
+    """QC: the verdict and its reasons, what to check, the area excluded per reason, the cells
+    removed, the flags.
 
     Takes report.json's dict (her2slide.qc) or an older bare list of flags.
     """
@@ -324,14 +334,17 @@ def _qc(qc: Any) -> str:
     flags = qc.get("flags") or []
     if isinstance(flags, dict):
         flags = [f"{k}: {v}" for k, v in flags.items()]
+    checks = qc_checks(qc)
     parts = []
     if qc.get("verdict") is not None:
-        parts.append(f"<p>verdict: <b>{escape(qc['verdict'])}</b></p>")
+        parts.append(f"<p>verdict: <b>{escape(qc['verdict'])}</b>{' with flags' if checks else ''}</p>")
     parts.extend(f'<p class="flag">{escape(reason)}</p>' for reason in qc.get("reasons") or [])
+    if checks:
+        parts.append("<h3>What to check</h3><ul>" + "".join(f"<li>{escape(c)}</li>" for c in checks) + "</ul>")
     parts.append(_qc_exclusions(qc))
     if flags:
         parts.append("".join(f'<span class="flag">{escape(_flag_text(f))}</span>' for f in flags))
-    else:
+    elif not checks:
         parts.append('<p class="ok">no QC flags</p>')
     return "".join(parts)
 

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from her2slide import signoff
 from her2slide.errors import InputError
 from her2slide.outputs.cells_table import OUTLINE_RAYS
+from her2slide.outputs.review import qc_checks
 from her2slide.scoring import CELL_CLASSES
 from her2slide.viewer.result import ResultFolder
 from her2slide.viewer.slide_tiles import SlideTiles
@@ -133,6 +134,7 @@ class _Api:
                       "properties": dict(reader.properties)},
             "report": {key: report.get(key) for key in ("score", "status", "category", "criteria", "reasons", "cells")}
                       | {"result": (report.get("decision_support") or {}).get("result"),
+                         "qc_checks": qc_checks(report.get("qc")),
                          "heterogeneity": {"pattern": heterogeneity.get("pattern"),
                                            "reason": heterogeneity.get("reason")}},
             "tiles": self.tiles.descriptor(),

@@ -385,6 +385,8 @@
     if (r.score === null) { badge.classList.add("small"); }
     $("result").textContent = r.result || [r.status, r.category, r.criteria].filter(Boolean).join(" · ");
     (r.reasons || []).forEach(function (reason) { $("reasons").appendChild(el("li", reason)); });
+    // What QC asks the pathologist to check on a scored slide (report.json qc.warnings).
+    (r.qc_checks || []).forEach(function (check) { $("reasons").appendChild(el("li", "QC flag: " + check, "check")); });
     var h = r.heterogeneity || {};
     $("pattern").textContent = h.pattern ? "Heterogeneity: " + h.pattern + (h.reason ? ". " + h.reason : "") : "";
     var legend = $("cell-legend");
