@@ -41,18 +41,21 @@ def summarise(counts: list[dict[str, int]]) -> dict[str, float]:
 
 
 def evaluate_maps(predict: Predictor, tiles: list[Path], tolerance_px: int = 1) -> dict[str, dict[str, float]]:
-    """Membrane (every tumour-cell membrane), nucleus and tumour F1 over held-out tiles.
+    """Membrane (every tumour-cell membrane), nucleus and tumour F1 over held-out tiles, for the
+    maps the model makes (a v2 model has no membrane map).
 
     ``tumour`` is scored without tolerance: it is an area, not a line.
     """
-    counts: dict[str, list] = {c: [] for c in OUTPUTS}
+    counts: dict[str, list] = {}
     for path in tiles:
         sample = load_npz_sample(path)
         predicted = predict(sample.image)
         for i, channel in enumerate(OUTPUTS):
+            if channel not in predicted:
+                continue
             truth = sample.target[i] >= 0.5
             tol = 0 if channel == "tumour" else tolerance_px
-            counts[channel].append(pixel_f1(predicted[channel], truth, tol))
+            counts.setdefault(channel, []).append(pixel_f1(predicted[channel], truth, tol))
     return {channel: summarise(c) for channel, c in counts.items()}
 
 
