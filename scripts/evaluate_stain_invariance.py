@@ -33,7 +33,8 @@ from her2slide.engine import make_segmenter
 from her2slide.errors import InputError
 from her2slide.evaluation.cli import evaluation_parser
 from her2slide.evaluation.shared_data import shared_data_dir
-from her2slide.evaluation.stain_invariance import compare_core, comparison_settings, core_label, core_pixels, restained
+from her2slide.evaluation.stain_invariance import (compare_core, comparison_settings, core_glass, core_label, core_pixels,
+                                                  restained)
 
 QC_MODES = {"off": (False,), "default": (True,), "both": (False, True)}
 
@@ -43,7 +44,7 @@ def write_pairs(cores: list[Path], folder: Path, settings: Settings, crop_px: in
     folder.mkdir(parents=True, exist_ok=True)
     for core in cores:
         original = core_pixels(core, crop_px, settings)
-        pair = np.concatenate([original, restained(original, core_label(core), settings)], axis=1)[::2, ::2]
+        pair = np.concatenate([original, restained(original, core_label(core), settings, glass=core_glass(core, settings))], axis=1)[::2, ::2]
         Image.fromarray(np.ascontiguousarray(pair)).save(folder / f"stain_invariance_{core.name[:10]}.jpg", quality=85)
 
 

@@ -44,6 +44,15 @@ def test_remove_dab_leaves_colours_off_the_stain_span_alone_unlike_the_literal_r
     assert np.abs(remove_dab(rgb, literal=True).astype(int) - rgb).max() > 5
 
 
+def test_remove_dab_against_the_glass_leaves_the_glass_as_it_was() -> None:
+    """Against 255, a real core's glass tint (236, 233, 242) holds some "DAB", and taking it out
+    brightens the glass, which moves the slide's white point; against the glass itself it stays."""
+    glass = np.array([236.0, 233.0, 242.0])
+    rgb = np.tile(glass.astype(np.uint8), (8, 8, 1))
+    assert np.abs(remove_dab(rgb).astype(int) - rgb).max() > 2
+    assert np.abs(remove_dab(rgb, white=glass).astype(int) - rgb).max() <= 1
+
+
 def test_remove_dab_takes_the_brown_out_and_keeps_the_nuclei() -> None:
     rgb_h, haem = _haematoxylin_image(np.random.default_rng(1))
     dab = np.zeros_like(haem)

@@ -36,8 +36,9 @@ from her2slide.engine import Segmenter
 from her2slide.errors import UnsuitableSlideError
 from her2slide.evaluation.matching import Detection, detection
 from her2slide.pipeline import score_slide_file
-from her2slide.slide import open_slide
+from her2slide.slide import detect_tissue, open_slide
 from her2slide.stain import estimate_stain_model, estimate_white_point, rgb_to_od
+from her2slide.stain_sample import estimate_slide_stain, sample_patches
 from her2slide.synth.restain import MembraneStyle, add_dab, membrane_dab, remove_dab
 
 #: The cores are 40x scans that do not record their pixel size (shared data README).
@@ -119,10 +120,24 @@ def with_added_membranes(rgb: np.ndarray, settings: Settings, seed: int = 0) -> 
     return add_dab(rgb, full)
 
 
-def restained(rgb: np.ndarray, label: str, settings: Settings, literal: bool = False) -> np.ndarray:
-    """The stained cores without their DAB (``literal``: the issue's clipping recipe, see
-    restain.remove_dab); the 0 core with membranes added."""
-    return with_added_membranes(rgb, settings) if label == "0" else remove_dab(rgb, literal=literal)
+def restained(rgb: np.ndarray, label: str, settings: Settings, literal: bool = False,
+              glass: np.ndarray | None = None) -> np.ndarray:
+    """The stained cores without their DAB, taken against the core's ``glass`` (``literal``: the
+    issue's clipping recipe against 255, see restain.remove_dab); the 0 core with membranes added."""
+    if label == "0":
+        return with_added_membranes(rgb, settings)
+    return remove_dab(rgb, literal=literal, white=None if literal else glass)
+
+
+def core_glass(path: Path, settings: Settings) -> np.ndarray:
+    """The whole core's white point as the pipeline reads it (its glass; her2slide.white_point),
+    also for a crop of it that holds no glass."""
+    reader = open_slide(path, mpp=CORE_MPP)
+    thumb, thumb_mpp = reader.thumbnail(settings.tiling.tissue_mpp)
+    mask = detect_tissue(thumb, thumb_mpp, level0_mpp=reader.mpp)
+    white = estimate_slide_stain(sample_patches(reader, mask, settings), settings, thumb, mask).white.rgb
+    reader.close()
+    return white
 
 
 def score_cells(path: Path, out_root: Path, settings: Settings, segmenter: Segmenter) -> Version:
@@ -142,7 +157,8 @@ def compare_core(path: Path, settings: Settings, segmenter: Segmenter, crop_px: 
     """Score a core (or its densest crop) and its restained version; same-cell F1 and count ratio."""
     label = core_label(path)
     original = core_pixels(path, crop_px, settings)
-    versions = {"original": original, "restained": restained(original, label, settings, literal_removal)}
+    glass = core_glass(path, settings)
+    versions = {"original": original, "restained": restained(original, label, settings, literal_removal, glass)}
     with tempfile.TemporaryDirectory(prefix="her2slide-invariance-", dir=work_dir) as scratch:
         scored = {}
         for name, rgb in versions.items():

@@ -59,7 +59,7 @@ _MIN_FIT_PIXELS = 2000
 _FIT_PIXELS = 250_000
 
 
-def remove_dab(rgb: np.ndarray, literal: bool = False) -> np.ndarray:
+def remove_dab(rgb: np.ndarray, literal: bool = False, white: Sequence[float] | None = None) -> np.ndarray:
     """The image with its DAB taken out: colour-deconvolve with scikit-image's haematoxylin /
     eosin / DAB matrix (Ruifrok–Johnston vectors, white 255), set DAB to zero, recompose.
     uint8 RGB in and out.
@@ -72,8 +72,14 @@ def remove_dab(rgb: np.ndarray, literal: bool = False) -> np.ndarray:
     and sets only the positive DAB amounts to zero (a negative amount is a colour off the stain
     span, not stain), so every pixel without DAB comes back as it was, up to rounding: the same
     tissue, the same nuclei, only the brown gone.
+
+    ``white`` (default 255, scikit-image's) is the light the amounts are taken against: give the
+    slide's glass. Against 255 the glass's own tint decomposes into some DAB, and taking it out
+    brightens the glass (on the real cores by 3-13 grey levels), which moves the slide's white
+    point and so every other optical density: a change that is no part of removing the DAB.
     """
     out = np.empty_like(rgb)
+    light = np.full(3, 255.0) if white is None else np.asarray(white, dtype=np.float64)
     log_adjust = np.log(1e-6)  # scikit-image's scale: stain amounts in its units, as rgb2hed
     for top in range(0, rgb.shape[0], _STRIP_ROWS):  # per pixel: strips keep a whole core's float copies small
         part = rgb[top:top + _STRIP_ROWS]
@@ -82,9 +88,9 @@ def remove_dab(rgb: np.ndarray, literal: bool = False) -> np.ndarray:
             hed[..., 2] = 0.0
             out[top:top + _STRIP_ROWS] = np.clip(np.rint(hed2rgb(hed) * 255.0), 0, 255).astype(np.uint8)
             continue
-        stains = (np.log(np.maximum(part / 255.0, 1e-6)) / log_adjust) @ hed_from_rgb
+        stains = (np.log(np.maximum(part / light, 1e-6)) / log_adjust) @ hed_from_rgb
         np.minimum(stains[..., 2], 0.0, out=stains[..., 2])  # the brown goes; a negative amount is no stain
-        recomposed = np.exp((stains @ rgb_from_hed) * log_adjust) * 255.0
+        recomposed = np.exp((stains @ rgb_from_hed) * log_adjust) * light
         out[top:top + _STRIP_ROWS] = np.clip(np.rint(recomposed), 0, 255).astype(np.uint8)
     return out
 
