@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end benchmark: per-stage throughput, peak memory and the OpenSlide read floor.
 
-    python3 scripts/benchmark.py [--base-um 500] [--scales 1 4 16] [--segmenter cnn|classical]
+    python3 scripts/benchmark.py [--base-um 500] [--scales 1 4 16] [--segmenter cnn|classical] [--model WEIGHTS]
         [--device auto|cpu|cuda] [--workers N] [--json runs/benchmark.json]
     python3 scripts/benchmark.py --small --json runs/benchmark_small.json   # seconds (the test suite)
 
@@ -40,11 +40,14 @@ STAGES = ("tissue_and_plan", "stain_estimate", "tile_stream", "read_and_segment"
           "scoring", "heterogeneity", "sampling_risk", "report", "maps_and_review")
 
 
-def bench_settings(segmenter: str = "cnn", device: str = "auto", workers: int | None = None):
-    """Default settings with the segmenter, device and DataLoader workers overridden."""
+def bench_settings(segmenter: str = "cnn", device: str = "auto", workers: int | None = None,
+                   weights: Path | None = None):
+    """Default settings with the segmenter, device, DataLoader workers and (optionally) the
+    CNN weights overridden."""
     from her2slide.config import Settings
 
-    return Settings(segmenter=segmenter).with_model(device=device, workers=workers)
+    model = {"weights": str(weights)} if weights is not None else {}
+    return Settings(segmenter=segmenter).with_model(device=device, workers=workers, **model)
 
 
 def synthetic_slide(folder: Path, side_um: float, seed: int = 3) -> Path:
@@ -117,7 +120,7 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure_one(slide: Path, segmenter: str, device: str, workers: int | None) -> dict:
+def measure_one(slide: Path, segmenter: str, device: str, workers: int | None, weights: Path | None = None) -> dict:
     """In this (fresh) process: read floor, then load the model and score the slide twice; every
     number of one row.
 
@@ -127,10 +130,11 @@ def measure_one(slide: Path, segmenter: str, device: str, workers: int | None) -
     the warm run's.
     """
     from her2slide.engine import make_segmenter
+    from her2slide.model.weights_path import weights_path
     from her2slide.pipeline import score_slide_file
     from her2slide.slide import open_slide
 
-    settings = bench_settings(segmenter, device, workers)
+    settings = bench_settings(segmenter, device, workers, weights)
     reader = open_slide(slide)
     mask, plan = tile_plan(reader, settings)
     floor = read_floor(reader, plan)
@@ -149,6 +153,7 @@ def measure_one(slide: Path, segmenter: str, device: str, workers: int | None) -
     tissue_mp = mask.area_um2 / settings.tiling.work_mpp**2 / 1e6
     return {
         "slide": str(slide), "segmenter": segmenter, "device": device,
+        "model": None if segmenter == "classical" else Path(weights_path(settings)).stem,
         "tissue_mm2": round(mask.area_um2 / 1e6, 4), "tiles": len(plan),
         "tissue_mp": round(tissue_mp, 3), "read_box_mp": round(read_box_megapixels(plan), 3),
         "cells": outcome.report["cells"]["total"],
@@ -178,6 +183,8 @@ def run_child(slide: Path, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", str(slide), "--segmenter", args.segmenter, "--device", args.device]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
+    if args.model is not None:
+        command += ["--model", str(args.model)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
@@ -217,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segmenter", choices=("cnn", "classical"), default="cnn")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--model", type=Path, metavar="WEIGHTS", help="CNN weights (default: the shipped model)")
     parser.add_argument("--slides", type=Path, default=SLIDE_CACHE, help="cache folder of the synthetic slides")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure_one(args.child, args.segmenter, args.device, args.workers)))
+        print(json.dumps(measure_one(args.child, args.segmenter, args.device, args.workers, args.model)))
         return 0
     sides = [SMALL_UM] if args.small else [args.base_um * scale**0.5 for scale in args.scales]
     rows = []
