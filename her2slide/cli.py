@@ -40,8 +40,8 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="scoring criteria (default from the config: breast); gastric/GEJ: gastric-resection for "
                              "resections and TMA cores, gastric-biopsy for endoscopic biopsies (README, 'Which --criteria')")
     parser.add_argument("--config", type=Path, help="settings YAML (see configs/default.yaml)")
-    parser.add_argument("--segmenter", choices=("cnn", "classical"), help="membrane CNN, or the classical baseline")
-    parser.add_argument("--model", type=Path, help="CNN weights (default: the shipped models/her2slide-membrane-v1.pt)")
+    parser.add_argument("--segmenter", choices=("cnn", "classical"), help="classical colour deconvolution (the default), or cnn: the network detector (docs/evaluation.md)")
+    parser.add_argument("--model", type=Path, help="CNN weights (default: the shipped models/her2slide-cells-v2.pt)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the CNN runs (default auto: CUDA if present)")
 
 

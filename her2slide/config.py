@@ -182,7 +182,10 @@ class Settings(_Strict):
     """Everything that decides a result; stored in report.json provenance."""
 
     criteria: Criteria = Criteria.BREAST
-    segmenter: Literal["cnn", "classical"] = "cnn"
+    #: classical by default: on the real-data comparison of issue 14 (docs/evaluation.md, "Which
+    #: detector is the default") no CNN beats it on all of stain invariance, real nuclei and the
+    #: real cores' scores; ``cnn`` runs models/her2slide-cells-v2.pt, the DAB-blind detector.
+    segmenter: Literal["cnn", "classical"] = "classical"
     tiling: TilingSettings = TilingSettings()
     cells: CellSettings = CellSettings()
     stain: StainSettings = StainSettings()

@@ -133,7 +133,7 @@ def test_a_weights_file_with_unknown_inputs_is_refused(tmp_path: Path) -> None:
 def test_the_segmenter_turns_a_v2_model_into_nucleus_instances(tmp_path: Path) -> None:
     torch.manual_seed(1)
     save_weights(tmp_path / "v2.pt", build_network(TINY_V2), TINY_V2, {})
-    segmenter = CnnSegmenter(Settings().with_model(weights=str(tmp_path / "v2.pt"), device="cpu"))
+    segmenter = CnnSegmenter(Settings(segmenter="cnn").with_model(weights=str(tmp_path / "v2.pt"), device="cpu"))
     rgb = np.random.default_rng(0).integers(100, 255, (48, 56, 3)).astype(np.uint8)
     maps = segmenter.segment(rgb, StainModel.default())
     assert maps.nuclei is not None and maps.nuclei.shape == (48, 56) and maps.nuclei.dtype == np.int32

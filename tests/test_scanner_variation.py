@@ -19,6 +19,7 @@ from PIL import Image
 from her2slide.calibrate import Control, calibrate
 from her2slide.config import Settings
 from her2slide.engine import Segmenter, make_segmenter
+from her2slide.errors import UnsuitableSlideError
 from her2slide.pipeline import score_slide_file
 from her2slide.synth.scanner import BY_NAME, PERTURBATIONS, keeps_its_result
 
@@ -84,7 +85,14 @@ def test_a_washed_out_crop_is_not_scored(crops: dict[str, np.ndarray], originals
     washout = BY_NAME["washout 50%"]
     caught = 0
     for stem, rgb in crops.items():
-        report = _score(washout.apply(rgb), tmp_path, stem, segmenter)
+        try:
+            report = _score(washout.apply(rgb), tmp_path, stem, segmenter)
+        except UnsuitableSlideError as refused:
+            # Not scored before the verdict: the classical path finds no tumour cell at all in the
+            # washed-out 0 core's crop (its nucleus threshold has a floor). Not scored is what must happen.
+            assert refused.reason.startswith("no invasive tumour cells"), refused.reason
+            caught += 1
+            continue
         assert keeps_its_result(originals[stem], report, washout, SETTINGS), (stem, report["score"], report["qc"])
         caught += report["score"] is None
     assert caught >= 1  # the pale crops at least: the test sees the check work, not just hold

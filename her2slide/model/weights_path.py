@@ -1,4 +1,4 @@
-"""Where the membrane model's weights live, and their checksum, without importing torch."""
+"""Where the CNN detector's weights live, and their checksum, without importing torch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from her2slide.provenance import file_sha256
 
 #: The shipped model (see models/README.md, its card). Relative to the repository root.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_WEIGHTS = MODELS_DIR / "her2slide-membrane-v1.pt"
+DEFAULT_WEIGHTS = MODELS_DIR / "her2slide-cells-v2.pt"
 
 
 def weights_path(settings: Settings) -> Path | None:
