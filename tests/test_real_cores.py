@@ -9,8 +9,8 @@ import pytest
 from her2slide.config import load_settings
 from her2slide.pipeline import score_slide_file
 
-# 2_726fa489 (IHC 2+, ISH-negative) is left out on purpose: its membranes are so pale that the
-# classical measurement scores it 0 (docs/evaluation.md). A test that hid that would lie.
+# 2_726fa489 (IHC 2+, ISH-negative) is left out on purpose: its membranes are so pale that every
+# detector scores it 0 or 1+ (docs/evaluation.md, "Real cores"). A test that hid that would lie.
 LABELLED = {"0_9b0f64d1": "0", "1_154ae963": "1+", "2_0123a214": "2+"}
 
 
@@ -29,5 +29,5 @@ def test_one_core_runs_end_to_end(shared_data: Path, tmp_path: Path) -> None:
     settings = load_settings(criteria="gastric-resection")
     outcome = score_slide_file(core, tmp_path, settings, mpp=0.25)
     assert outcome.report["score"] in {"0", "1+"}
-    # Enough tumour cells to pass QC (the CNN finds ~380 in this discohesive core, the classical path ~1 200).
+    # Enough tumour cells to pass QC (the classical default finds ~400 in this discohesive core, CNN v2 ~900).
     assert outcome.report["cells"]["total"] >= settings.qc.min_tumour_cells
