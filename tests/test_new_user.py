@@ -164,8 +164,9 @@ def test_maps_zarr_read_as_documented_logs_no_version_mismatch(slide: Path, tmp_
 
 @pytest.mark.slow
 def test_a_gastric_core_scores_differently_as_resection_and_as_biopsy(shared_data: Path, tmp_path: Path) -> None:
-    """README, "Which --criteria": the evidence that the choice changes a result (0123a214: 2+ with
-    the resection rule, 3+ with the biopsy rule, where one cohesive cluster of 3+ cells decides)."""
+    """README, "Which --criteria": the evidence that the choice changes a result (0123a214 with the
+    CNN v1 detector: 2+ with the resection rule, 3+ with the biopsy rule, where one cohesive cluster
+    of 3+ cells decides; with the classical default its 3+ cells form no such cluster)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -174,7 +175,9 @@ def test_a_gastric_core_scores_differently_as_resection_and_as_biopsy(shared_dat
     from her2slide.scoring import score_slide
 
     core = shared_data / "her2-ihc-oesophagus-tma" / "2_0123a214-85b7-4804-86db-474b05a4ae57.jpg"
-    outcome = score_slide_file(core, tmp_path, load_settings(criteria="gastric-resection"), mpp=0.25)
+    v1 = Path(__file__).resolve().parents[1] / "models" / "her2slide-membrane-v1.pt"
+    settings = load_settings(criteria="gastric-resection", segmenter="cnn").with_model(weights=str(v1))
+    outcome = score_slide_file(core, tmp_path, settings, mpp=0.25)
     assert outcome.report["score"] == "2+"
     cells = pq.read_table(outcome.out_dir / "cells.parquet", columns=["cell_class", "x_um", "y_um"]).to_pydict()
     biopsy = score_slide(np.asarray(cells["cell_class"]), "gastric-biopsy", Settings().scoring,
