@@ -120,15 +120,22 @@ def test_thresholds_calibrated_on_one_scanner_score_another_alike(crops: dict[st
         assert report["qc"]["verdict"] == "pass" and report["score"] == row["predicted"], (stem, row, report["score"])
 
 
+#: The documented scanner-variation table (docs/roi_and_qc.md) was measured with CNN v1, the
+#: default detector then; this test holds that table. The classical default keeps fewer of the
+#: crops' perturbations (docs/roi_and_qc.md says which).
+V1_SETTINGS = SETTINGS.model_copy(update={"segmenter": "cnn"}).with_model(
+    weights=str(Path(__file__).resolve().parents[1] / "models" / "her2slide-membrane-v1.pt"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("whole", [False, True], ids=["crops", "whole cores"])
-def test_every_perturbation_keeps_the_score(whole: bool, shared_data: Path, segmenter: Segmenter,
-                                            tmp_path: Path) -> None:
+def test_every_perturbation_keeps_the_score(whole: bool, shared_data: Path, tmp_path: Path) -> None:
     prepare: Callable[[np.ndarray], np.ndarray] = (lambda rgb: rgb) if whole else _centre
+    segmenter = make_segmenter(V1_SETTINGS)
     for stem in CORES:
         rgb = prepare(_core(shared_data, stem))
-        original = _score(rgb, tmp_path, stem, segmenter)
+        original = _score(rgb, tmp_path, stem, segmenter, V1_SETTINGS)
         for perturbation in PERTURBATIONS:
-            report = _score(perturbation.apply(rgb), tmp_path, stem, segmenter)
-            assert keeps_its_result(original, report, perturbation, SETTINGS), \
+            report = _score(perturbation.apply(rgb), tmp_path, stem, segmenter, V1_SETTINGS)
+            assert keeps_its_result(original, report, perturbation, V1_SETTINGS), \
                 (stem, perturbation.name, original["score"], report["score"], report["qc"]["flags"])
