@@ -53,13 +53,6 @@ class ModelIO(BaseModel):
     def haematoxylin_only(self) -> bool:
         """A v2 model: it sees the haematoxylin amount, never the RGB (so never the DAB)."""
         return tuple(self.inputs) == INPUTS_V2
-    inputs: tuple[str, ...] = Field(INPUTS_V1, description="rgb (v1) or haematoxylin (v2)")
-    haematoxylin_scale: float = Field(0.25, gt=0, description="v2: haematoxylin OD that maps to 1.0 at the input")
-
-    @property
-    def haematoxylin_only(self) -> bool:
-        """A v2 model: it sees the haematoxylin amount, never the RGB (so never the DAB)."""
-        return tuple(self.inputs) == INPUTS_V2
 
 
 #: The v2 model: a wider U-Net (the nuclei of real tissue need it) on the haematoxylin amount.
