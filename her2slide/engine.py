@@ -232,13 +232,14 @@ class CnnSegmenter(_Composed):
                             collate_fn=partial(_collate, multiple=self.network.multiple, context=context),
                             worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=4 if workers else None, persistent_workers=False)
+        rows = self._stain_rows(stain, 1)  # one slide, one stain: the same rows for every batch
         pending = None
         for item in loader:
             if isinstance(item, InputError):
                 raise item  # a tile that could not be read: the slide's one-line reason
             indices, rgbs, batch = item
             probs = self._forward(batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2),
-                                  self._stain_rows(stain, len(indices)))
+                                  rows.expand(len(indices), -1, -1))
             host = probs.to("cpu", non_blocking=self.cuda)
             if self.cuda:
                 done = torch.cuda.Event()
