@@ -178,7 +178,7 @@ class CnnSegmenter(_Composed):
         """Stain rows of a batch of ``n`` tiles for the v2 haematoxylin input, on the device."""
         from her2slide.model.inputs import detector_stain, stain_rows
 
-        return stain_rows([detector_stain(stain)]).to(self.device).expand(n, -1, -1)
+        return stain_rows([detector_stain(stain.white)]).to(self.device).expand(n, -1, -1)
 
     def _forward(self, images, rows):
         """uint8 (N, 3, H, W) on the device -> float probabilities (N, C, H, W)."""

@@ -46,7 +46,7 @@ def test_dab_does_not_reach_the_v2_input() -> None:
     yy, xx = np.mgrid[:64, :64]
     h = 0.25 * (((yy - 32) ** 2 + (xx - 20) ** 2) < 60) + 0.05
     membrane = 0.9 * (np.abs(xx - 40) < 2)
-    reference = detector_stain(stain)
+    reference = detector_stain(stain.white)
     assert np.allclose(reference.haematoxylin, StainModel.default().haematoxylin)
     assert np.array_equal(reference.white, stain.white)
     plain = compose_rgb(h.astype(np.float32), np.zeros_like(h, np.float32), reference)

@@ -25,9 +25,9 @@ def normalise(images: torch.Tensor, io: ModelIO) -> torch.Tensor:
     return (images.float() / 255.0 - mean) / std
 
 
-def detector_stain(slide_stain: StainModel) -> StainModel:
+def detector_stain(white: np.ndarray) -> StainModel:
     """What the haematoxylin input is deconvolved with: the reference stain vectors and the
-    slide's white point.
+    slide's (or training tile's) white point.
 
     Not the slide's estimated vectors: Macenko's estimate takes the extremes of the
     haematoxylin–DAB plane, so it moves with the DAB itself (3–7° between a real core and the
@@ -37,7 +37,7 @@ def detector_stain(slide_stain: StainModel) -> StainModel:
     slide's own vectors, as before.
     """
     reference = StainModel.default()
-    return StainModel(reference.haematoxylin, reference.dab, slide_stain.white)
+    return StainModel(reference.haematoxylin, reference.dab, np.asarray(white, dtype=np.float64))
 
 
 def stain_rows(stains: list[StainModel]) -> torch.Tensor:

@@ -7,7 +7,6 @@ predicted pixel as right when a true one lies within it, and vice versa.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -66,7 +65,7 @@ def network_predictor(model, device) -> Predictor:
     import torch
 
     from her2slide.model.inputs import detector_stain, network_input, stain_rows
-    from her2slide.stain import StainModel, estimate_white_point
+    from her2slide.stain import estimate_white_point
 
     network = model.network.to(device).eval()
 
@@ -75,7 +74,7 @@ def network_predictor(model, device) -> Predictor:
         m = network.multiple
         padded = np.pad(image, ((0, -h % m), (0, -w % m), (0, 0)), mode="reflect")
         x = torch.from_numpy(padded).permute(2, 0, 1)[None].to(device)
-        rows = stain_rows([detector_stain(replace(StainModel.default(), white=estimate_white_point(image)))]).to(device)
+        rows = stain_rows([detector_stain(estimate_white_point(image))]).to(device)
         with torch.inference_mode():
             prob = torch.sigmoid(network(network_input(x, model.io, rows)))[0, :, :h, :w].cpu().numpy()
         return {c: prob[i] >= 0.5 for i, c in enumerate(model.io.outputs)}

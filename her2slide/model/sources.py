@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from her2slide.model.data import Sample, load_npz_sample
+from her2slide.model.inputs import detector_stain
 from her2slide.stain import StainModel, estimate_stain_model, estimate_white_point
 
 Draw = Callable[[np.random.Generator], Sample]
@@ -52,5 +53,4 @@ def input_stain(image: np.ndarray, rng: np.random.Generator) -> StainModel:
     vectors that are a few degrees off, as a per-slide estimate always is somewhere."""
     if rng.random() < 0.5:
         return estimate_stain_model(image)
-    default = StainModel.default()
-    return StainModel(default.haematoxylin, default.dab, estimate_white_point(image))
+    return detector_stain(estimate_white_point(image))
