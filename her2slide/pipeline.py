@@ -25,14 +25,14 @@ from her2slide.outputs.roi_file import write_roi_geojson
 from her2slide.outputs.slide_outputs import write_review_outputs
 from her2slide.progress import Progress, no_progress
 from her2slide.provenance import code_version, file_sha256
-from her2slide.qc import SlideQc, qc_context
+from her2slide.qc import QcContext, SlideQc, qc_context
 from her2slide.region_maps import HeterogeneityResult, RegionMaps
-from her2slide.roi import load_roi
+from her2slide.roi import Roi, load_roi
 from her2slide.scoring import CELL_CLASSES, Criteria, SlideScore, score_slide
-from her2slide.slide import TilePlan, check_suitability, detect_tissue, open_slide, plan_tiles, SlideReader
-from her2slide.stain import StainModel
+from her2slide.slide import TilePlan, TissueMask, check_suitability, detect_tissue, open_slide, plan_tiles, SlideReader
+from her2slide.stain import SlideStain, StainModel
 from her2slide.stain_sample import estimate_slide_stain, sample_patches
-from her2slide.white_point import balanced_for_segmenter
+from her2slide.white_point import WhiteBalancedReader, balanced_for_segmenter
 from her2slide.tile_stream import measured_tiles
 
 #: Why report.json's stage timings add up to more than ``total``.
@@ -59,6 +59,22 @@ class SlideOutcome:
     report: dict
     maps: RegionMaps | None = None  # the region grid, for the map and review writers
     heterogeneity: HeterogeneityResult | None = None
+
+
+def measurement_setup(reader: SlideReader, thumb: np.ndarray, mask: TissueMask, region: Roi | None,
+                      settings: Settings) -> tuple[QcContext, WhiteBalancedReader, SlideStain]:
+    """The slide's QC context, the reader its tiles are measured through, and its stain.
+
+    Stain vectors and the QC reference describe the slide, so they are sampled over all its
+    tissue: an ROI then changes which cells count, never how each cell is measured. Tiles are
+    read white-balanced to the segmenter's colour (optical densities do not change). Evaluations
+    that must follow the scoring path (her2slide.evaluation.nuclei) call this too.
+    """
+    sample = sample_patches(reader, mask, settings)
+    slide_stain = estimate_slide_stain(sample, settings, thumb, mask)
+    context = qc_context(mask, reader.mpp, region, slide_stain.model, sample, settings)
+    tile_reader, slide_stain = balanced_for_segmenter(reader, slide_stain)
+    return context, tile_reader, slide_stain
 
 
 def score_slide_file(path: str | Path, out_root: str | Path, settings: Settings,
@@ -96,13 +112,7 @@ def _score_into(destination: Path, path: Path, settings: Settings, mpp: float | 
                       margin_um=settings.tiling.margin_um, min_tissue_fraction=settings.tiling.min_tissue_fraction)
     region = load_roi(roi, settings.roi, slide_size=reader.dimensions, mpp=reader.mpp) if roi is not None else None
     t = timer.lap("tissue_and_plan", t)
-    # Stain vectors and the QC reference describe the slide, so they are sampled over all its
-    # tissue: an ROI then changes which cells count, never how each cell is measured.
-    sample = sample_patches(reader, mask, settings)
-    slide_stain = estimate_slide_stain(sample, settings, thumb, mask)
-    context = qc_context(mask, reader.mpp, region, slide_stain.model, sample, settings)
-    # Tiles are read white-balanced to the segmenter's colour (optical densities do not change).
-    tile_reader, slide_stain = balanced_for_segmenter(reader, slide_stain)
+    context, tile_reader, slide_stain = measurement_setup(reader, thumb, mask, region, settings)
     stain = slide_stain.model
     t = timer.lap("stain_estimate", t)
     if region is not None:

@@ -23,11 +23,10 @@ from her2slide.config import Settings
 from her2slide.engine import Segmenter
 from her2slide.measure import level0_xy, measure_tile_maps
 from her2slide.model.nuclei_data import NucleiImage
-from her2slide.qc import SlideQc, qc_context
+from her2slide.pipeline import measurement_setup
+from her2slide.qc import SlideQc
 from her2slide.slide import TissueMask, open_slide, plan_tiles
-from her2slide.stain_sample import estimate_slide_stain, sample_patches
 from her2slide.synth.restain import MembraneStyle, ihc_like
-from her2slide.white_point import balanced_for_segmenter
 
 #: A detected nucleus matches an annotated one when their centroids are this close (issue 14).
 MATCH_UM = 3.0
@@ -70,10 +69,7 @@ def detect_field(path: Path, mpp: float, settings: Settings, segmenter: Segmente
     tiling = settings.tiling
     plan = plan_tiles(reader, tissue, work_mpp=tiling.work_mpp, tile_px=tiling.tile_px, margin_um=tiling.margin_um,
                       min_tissue_fraction=tiling.min_tissue_fraction)
-    sample = sample_patches(reader, tissue, settings)
-    slide_stain = estimate_slide_stain(sample, settings, thumb, tissue)
-    context = qc_context(tissue, reader.mpp, None, slide_stain.model, sample, settings)
-    tile_reader, slide_stain = balanced_for_segmenter(reader, slide_stain)
+    context, tile_reader, slide_stain = measurement_setup(reader, thumb, tissue, None, settings)
     stain = slide_stain.model
     screen = SlideQc(context, None, slide_stain, settings)
     nuclei, tumour = [], []
