@@ -58,6 +58,7 @@ class Version:
     cells_um: np.ndarray | None
     score: str | None
     refused: str | None = None
+    white_point: list[float] | None = None  # the slide's white point as QC read it (RGB)
 
 
 def core_label(path: Path) -> str:
@@ -149,7 +150,8 @@ def score_cells(path: Path, out_root: Path, settings: Settings, segmenter: Segme
             return Version(np.zeros((0, 2)), None)
         return Version(None, None, exc.reason)
     cells = pq.read_table(outcome.out_dir / "cells.parquet", columns=["x_um", "y_um"]).to_pydict()
-    return Version(np.column_stack([cells["x_um"], cells["y_um"]]), outcome.report["score"])
+    return Version(np.column_stack([cells["x_um"], cells["y_um"]]), outcome.report["score"],
+                   white_point=outcome.report["qc"]["stain"]["white_point"]["rgb"])
 
 
 def compare_core(path: Path, settings: Settings, segmenter: Segmenter, crop_px: int | None = None,
@@ -166,7 +168,9 @@ def compare_core(path: Path, settings: Settings, segmenter: Segmenter, crop_px: 
             tifffile.imwrite(image, rgb)
             scored[name] = score_cells(image, Path(scratch) / "out", settings, segmenter)
     row = {"core": path.name[:10], "label": label, "change": "dab-added" if label == "0" else "dab-removed",
-           "crop_px": crop_px, "score_original": scored["original"].score, "score_restained": scored["restained"].score}
+           "crop_px": crop_px, "score_original": scored["original"].score, "score_restained": scored["restained"].score,
+           "white_point_original": scored["original"].white_point,
+           "white_point_restained": scored["restained"].white_point}
     refused = {name: v.refused for name, v in scored.items() if v.refused}
     if refused:
         return {**row, "refused": refused}

@@ -75,7 +75,7 @@ def remove_dab(rgb: np.ndarray, literal: bool = False, white: Sequence[float] | 
 
     ``white`` (default 255, scikit-image's) is the light the amounts are taken against: give the
     slide's glass. Against 255 the glass's own tint decomposes into some DAB, and taking it out
-    brightens the glass (on the real cores by 3-13 grey levels), which moves the slide's white
+    brightens the glass (tests/test_restain.py), which moves the slide's white
     point and so every other optical density: a change that is no part of removing the DAB.
     """
     out = np.empty_like(rgb)
