@@ -2,6 +2,6 @@
 
 import sys
 
-from her2slide.cli import main
+from her2slide.cli.main import main
 
 sys.exit(main())

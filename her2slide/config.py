@@ -56,7 +56,7 @@ class CellSettings(_Strict):
 
 
 class StainSettings(_Strict):
-    """Per-slide white point and stain-vector estimation (her2slide.white_point, her2slide.stain_sample)."""
+    """Per-slide white point and stain-vector estimation (her2slide.stain.white_point, her2slide.run.stain_sample)."""
 
     white_point: tuple[Annotated[float, Field(gt=0, le=255)], Annotated[float, Field(gt=0, le=255)],
                        Annotated[float, Field(gt=0, le=255)]] | None = Field(

@@ -1,4 +1,5 @@
-"""Where a result came from: input checksum, code version, settings."""
+"""Where a result came from: file checksums, code version, settings checksum (her2slide.run.batch
+combines them into the fingerprint that decides whether a slide needs rescoring)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ import json
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import her2slide
-
-if TYPE_CHECKING:
-    from her2slide.config import Settings
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -45,15 +42,3 @@ def config_sha256(settings_dump: dict) -> str:
     section (how a batch runs: its time limit) is left out: changing it must not redo a cohort."""
     deciding = {key: value for key, value in settings_dump.items() if key != "batch"}
     return hashlib.sha256(json.dumps(deciding, sort_keys=True).encode()).hexdigest()
-
-
-def run_fingerprint(settings: "Settings", input_path: Path) -> dict[str, str | None]:
-    """What decides a slide's result: a finished result with the same fingerprint needs no rerun."""
-    from her2slide.model.weights_path import weights_sha256
-
-    return {
-        "input_sha256": file_sha256(Path(input_path)),
-        "config_sha256": config_sha256(settings.dump()),
-        "model_sha256": weights_sha256(settings),
-        "code_version": code_version(),
-    }

@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from her2slide.batch import SlideJob, run_batch, segmenter_for
-from her2slide.batch_cli import dask_client
+from her2slide.run.batch import SlideJob, run_batch, segmenter_for
+from her2slide.cli.batch import dask_client
 from her2slide.config import Settings, load_settings
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
 
@@ -51,7 +51,7 @@ def slide_for(side_mm: float, folder: Path, seed: int) -> Path:
 
 def measure(slide: Path, out: Path, settings: Settings) -> dict[str, object]:
     with dask_client(workers=1, gpus=None, scheduler=None) as client:
-        client.run(importlib.import_module, "her2slide.pipeline")
+        client.run(importlib.import_module, "her2slide.run.pipeline")
         client.run(segmenter_for, settings)  # the fixed cost: torch and the weights for the CNN
         (baseline,) = client.run(worker_memory).values()
         start = time.perf_counter()

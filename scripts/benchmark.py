@@ -129,9 +129,9 @@ def measure_one(slide: Path, segmenter: str, device: str, workers: int | None, w
     scoring by the same process, as every slide after the first in a batch. Stage timings are
     the warm run's.
     """
-    from her2slide.engine import make_segmenter
+    from her2slide.run.engine import make_segmenter
     from her2slide.model.weights_path import weights_path
-    from her2slide.pipeline import score_slide_file
+    from her2slide.run.pipeline import score_slide_file
     from her2slide.slide import open_slide
 
     settings = bench_settings(segmenter, device, workers, weights)

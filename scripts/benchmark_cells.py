@@ -24,8 +24,8 @@ import numpy as np
 
 from her2slide.cells import classical_maps, find_cells, measure_cells
 from her2slide.config import Settings
-from her2slide.measure import read_tile
-from her2slide.stain_sample import sample_patches, slide_stain_model
+from her2slide.slide.tiles import read_tile
+from her2slide.run.stain_sample import sample_patches, slide_stain_model
 from her2slide.slide import detect_tissue, open_slide, plan_tiles
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from benchmark import SLIDE_CACHE, bench_settings, read_box_megapixels, synthetic_slide, tile_plan
-from her2slide.engine import make_segmenter
+from her2slide.run.engine import make_segmenter
 from her2slide.slide import open_slide
 from her2slide.stain import StainModel
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from her2slide.config import Settings
-from her2slide.heterogeneity import RegionGrid, call_heterogeneity
+from her2slide.maps.heterogeneity import RegionGrid, call_heterogeneity
 from her2slide.outputs.atomic import write_json_atomic
 from her2slide.outputs.cells_table import CellTableWriter, outline_points
 from her2slide.outputs.zarr_maps import write_maps_zarr

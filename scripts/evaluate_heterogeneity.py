@@ -67,7 +67,7 @@ def _call_from_cells(result_dir: Path, truth: dict) -> dict:
     import pyarrow.parquet as pq
 
     from her2slide.config import Settings
-    from her2slide.heterogeneity import RegionGrid, call_heterogeneity
+    from her2slide.maps.heterogeneity import RegionGrid, call_heterogeneity
     from her2slide.scoring import CELL_CLASSES
 
     table = pq.read_table(result_dir / "cells.parquet").to_pydict()
@@ -80,7 +80,7 @@ def _call_from_cells(result_dir: Path, truth: dict) -> dict:
 
 
 def _score(args: tuple) -> dict:
-    from her2slide.pipeline import score_slide_file
+    from her2slide.run.pipeline import score_slide_file
     from her2slide.config import Settings
 
     name, slides, results, reuse, segmenter, pooled = args

@@ -30,8 +30,8 @@ from skimage.segmentation import find_boundaries
 
 from her2slide.cells import find_cells, measure_cells, nucleus_instances
 from her2slide.config import load_settings
-from her2slide.engine import make_segmenter
-from her2slide.pipeline import score_slide_file
+from her2slide.run.engine import make_segmenter
+from her2slide.run.pipeline import score_slide_file
 from her2slide.scoring import classify_cells
 from her2slide.slide import open_slide
 from her2slide.stain import StainModel

@@ -4,7 +4,7 @@
     python3 scripts/evaluate_real_nuclei.py [--segmenter classical|cnn] [--model WEIGHTS] [--json OUT] \
         [--data ../shared/data] [--levels pale typical dark] [--keep DIR]
 
-The fixed validation images of ../shared/data/nuclei (her2slide.model.nuclei_data.VALIDATION: 8
+The fixed validation images of ../shared/data/nuclei (her2slide.datasets.nuclei.VALIDATION: 8
 MoNuSeg, 4 CPM-15; never trained on) are rendered IHC-like (eosin dropped, nuclear haematoxylin
 at a pale / typical / dark counterstain level, with and without synthetic membrane DAB), written
 as JPEG (quality 90, as the real cores come) and read back through the scoring path at the
@@ -27,13 +27,13 @@ import numpy as np
 from PIL import Image
 
 from her2slide.config import load_settings
-from her2slide.engine import make_segmenter
+from her2slide.run.engine import make_segmenter
 from her2slide.errors import InputError
 from her2slide.evaluation.matching import Detection, detection, pooled
 from her2slide.evaluation.nuclei import COUNTERSTAIN_LEVELS, MATCH_UM, detect_field, render_field, true_centroids
-from her2slide.evaluation.cli import evaluation_parser
-from her2slide.evaluation.shared_data import shared_data_dir
-from her2slide.model.nuclei_data import nuclei_index, split
+from her2slide.evaluation.script_options import evaluation_parser
+from her2slide.datasets.shared_data import shared_data_dir
+from her2slide.datasets.nuclei import nuclei_index, split
 
 JPEG_QUALITY = 90
 

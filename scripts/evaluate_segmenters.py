@@ -23,7 +23,7 @@ import numpy as np
 from her2slide.cells import classical_maps
 from her2slide.config import Settings
 from her2slide.model.checkpoint import load_weights
-from her2slide.model.metrics import evaluate_maps, network_predictor, pixel_f1, summarise
+from her2slide.model.training.metrics import evaluate_maps, network_predictor, pixel_f1, summarise
 from her2slide.model.weights_path import DEFAULT_WEIGHTS
 from her2slide.stain import StainModel
 

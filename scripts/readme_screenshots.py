@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from her2slide.demo import run_demo
+from her2slide.cli.demo import run_demo
 from her2slide.viewer import headless
 from her2slide.viewer.server import ViewerServer
 

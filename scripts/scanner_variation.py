@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from her2slide.config import Settings
-from her2slide.engine import make_segmenter
-from her2slide.pipeline import score_slide_file
+from her2slide.run.engine import make_segmenter
+from her2slide.run.pipeline import score_slide_file
 from her2slide.synth.scanner import BY_NAME, PERTURBATIONS, Perturbation, keeps_its_result
 
 REPO = Path(__file__).resolve().parents[1]

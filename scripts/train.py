@@ -2,7 +2,7 @@
 
 import sys
 
-from her2slide.cli import main
+from her2slide.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

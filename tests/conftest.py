@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from her2slide.evaluation.shared_data import shared_data_dir
+from her2slide.datasets.shared_data import shared_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

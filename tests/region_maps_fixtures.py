@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from her2slide.region_maps import CHANNELS, SCORE_COLOURS, HeterogeneityResult, RegionMaps
+from her2slide.maps.region_maps import CHANNELS, SCORE_COLOURS, HeterogeneityResult, RegionMaps
 
 REGION_UM = 100.0
 ORIGIN_UM = (1000.0, 2000.0)  # (x, y)

@@ -18,8 +18,8 @@ import tifffile
 from PIL import Image
 
 from hardening_fixtures import CLASSICAL, tiny_slide
-from her2slide import pipeline
-from her2slide.cli import main
+from her2slide.run import pipeline
+from her2slide.cli.main import main
 from her2slide.errors import ExitStatus, InputError
 
 HER2SLIDE = [sys.executable, "-m", "her2slide"]
@@ -111,7 +111,7 @@ def cnn_config(tmp_path: Path) -> Path:
 def test_a_tile_failing_in_a_dataloader_worker_is_one_line_and_the_next_slide_is_scored(
         slides: dict[str, Path], cnn_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:
-    from her2slide import engine
+    from her2slide.run import engine
 
     read_tile = engine.read_tile
 
@@ -332,7 +332,7 @@ def test_sigterm_is_one_line_and_cleans_up(slides: dict[str, Path], tmp_path: Pa
 def test_refusing_a_bad_file_imports_no_torch(tmp_path: Path) -> None:
     bad = tmp_path / "bad.svs"
     bad.write_bytes(b"II*\x00" + b"\x00" * 100)
-    code = ("import sys\nfrom her2slide.cli import main\n"
+    code = ("import sys\nfrom her2slide.cli.main import main\n"
             f"code = main(['score', {str(bad)!r}, '--out', {str(tmp_path / 'out')!r}])\n"
             "print(code, 'torch' in sys.modules)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

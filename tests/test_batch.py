@@ -27,17 +27,17 @@ import pytest
 import tifffile
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from her2slide import batch
-from her2slide.batch import (DONE, FAILED, SUMMARY_COLUMNS, SlideJob, check_jobs, in_shard, jobs_from_paths,
-                             read_manifest, run_batch, same_fingerprint)
-from her2slide.batch_cli import dask_client, detect_gpus, gpu_ids, parse_shard
-from her2slide.cli import main
+from her2slide.run import batch
+from her2slide.run.batch import (DONE, FAILED, SUMMARY_COLUMNS, SlideJob, check_jobs, in_shard, jobs_from_paths,
+                             read_manifest, run_batch, run_fingerprint, same_fingerprint)
+from her2slide.cli.batch import dask_client, detect_gpus, gpu_ids, parse_shard
+from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import InputError, UnsuitableSlideError
 from her2slide.outputs.atomic import write_json_atomic
 from her2slide.outputs.result_folder import staged_result
-from her2slide.pipeline import SlideOutcome
-from her2slide.provenance import file_sha256, run_fingerprint
+from her2slide.run.pipeline import SlideOutcome
+from her2slide.provenance import file_sha256
 from her2slide.scoring import Criteria
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
 
@@ -86,8 +86,8 @@ class StubPipeline:
 @pytest.fixture
 def stub(monkeypatch: pytest.MonkeyPatch) -> StubPipeline:
     fake = StubPipeline()
-    monkeypatch.setattr("her2slide.pipeline.score_slide_file", fake)
-    monkeypatch.setattr("her2slide.batch.segmenter_for", lambda settings: None)  # no weights to load
+    monkeypatch.setattr("her2slide.run.pipeline.score_slide_file", fake)
+    monkeypatch.setattr("her2slide.run.batch.segmenter_for", lambda settings: None)  # no weights to load
     return fake
 
 
@@ -188,7 +188,7 @@ def test_rerun_skips_finished_slides(stub: StubPipeline, inputs: list[Path], tmp
     first = run_batch(jobs_of(inputs), out, Settings())
     assert first.count("scored") == 4 and stub.calls == ["a", "b", "c", "d"]
     marker = json.loads((out / "a" / DONE).read_text())
-    fingerprint = run_fingerprint(Settings(), inputs[0])
+    fingerprint = run_fingerprint(Settings(), file_sha256(inputs[0]))
     assert {k: marker["fingerprint"][k] for k in fingerprint} == fingerprint
     assert marker["outcome"] == "scored" and marker["score"] == "1+" and marker["finished"]
     mtimes = [(out / p.stem / DONE).stat().st_mtime_ns for p in inputs]
@@ -383,18 +383,18 @@ class StubOnWorkers(WorkerPlugin):
     name = "her2slide-stub"
 
     def setup(self, worker: object) -> None:
-        import her2slide.batch
-        import her2slide.pipeline
+        import her2slide.run.batch
+        import her2slide.run.pipeline
 
         stub = StubPipeline()
-        her2slide.batch.segmenter_for = lambda settings: None
+        her2slide.run.batch.segmenter_for = lambda settings: None
 
         def score(path: Path, out_root: Path, settings: Settings, **options: Any) -> SlideOutcome:
             if Path(path).stem == "d":
                 os._exit(1)
             return stub(path, out_root, settings, **options)
 
-        her2slide.pipeline.score_slide_file = score
+        her2slide.run.pipeline.score_slide_file = score
 
 
 @pytest.mark.slow
@@ -428,7 +428,7 @@ def is_daemon() -> bool:
 
 
 def batch_command(manifest: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "her2slide.cli", "batch", "--manifest", str(manifest), "--out", str(out)]
+    return [sys.executable, "-m", "her2slide.cli.main", "batch", "--manifest", str(manifest), "--out", str(out)]
 
 
 def child_env() -> dict[str, str]:
@@ -485,7 +485,7 @@ def test_killed_batch_resumes_without_redoing_or_corrupting(cohort: list[Path], 
 # --- sign-off ----------------------------------------------------------------------------------
 
 def test_summary_carries_the_pathologists_signoff(stub: StubPipeline, inputs: list[Path], tmp_path: Path) -> None:
-    from her2slide.signoff import sign_off
+    from her2slide.outputs.signoff import sign_off
 
     out = tmp_path / "out"
     run_batch(jobs_of(inputs[:2]), out, Settings())

@@ -10,12 +10,12 @@ import torch
 
 from her2slide.cells import nuclei_from_centres
 from her2slide.config import Settings
-from her2slide.engine import CnnSegmenter
+from her2slide.run.engine import CnnSegmenter
 from her2slide.errors import InputError
 from her2slide.model.checkpoint import INPUTS_V2, OUTPUTS_V2, ModelIO, build_network, load_weights, save_weights
 from her2slide.model.inputs import detector_stain, haematoxylin, network_input, stain_rows
-from her2slide.model.targets import centre_map, v2_targets
-from her2slide.model.train import loss_fn
+from her2slide.model.training.targets import centre_map, v2_targets
+from her2slide.model.training.train import loss_fn
 from her2slide.stain import StainModel, compose_rgb, stain_amounts
 
 from test_model import one_torch_thread  # noqa: F401  (an autouse fixture)
@@ -145,7 +145,7 @@ def test_the_segmenter_turns_a_v2_model_into_nucleus_instances(tmp_path: Path) -
 def test_a_v2_run_trains_saves_and_reports_the_maps_it_makes(tmp_path: Path) -> None:
     """End to end on a tiny run: the weights file is v2 and the synthetic validation report
     scores the maps a v2 model makes (nucleus, tumour), not a membrane map it has none of."""
-    from her2slide.model.train import TrainConfig, train
+    from her2slide.model.training.train import TrainConfig, train
 
     config = TrainConfig(out=tmp_path / "run", architecture="v2", steps=2, batch=2, synthetic_tiles=3,
                          validation_tiles=2, tile_cache=tmp_path / "tiles", workers=0)

@@ -7,7 +7,8 @@ import pytest
 from cell_fixtures import MPP, grid_tile
 from scipy.spatial import cKDTree
 
-from her2slide.cells import _grouped_percentile, classical_maps, find_cells, measure_cells
+from her2slide.cells import classical_maps, find_cells, measure_cells
+from her2slide.cells.membrane import _grouped_percentile
 from her2slide.config import CellSettings
 from her2slide.stain import StainModel
 
@@ -85,7 +86,7 @@ def test_flooding_only_where_cells_reach_gives_the_cells_of_flooding_everything(
     be those of an unrestricted flood; pixels may differ only where equal elevations meet, which
     scikit-image breaks by heap order (initial markers all have age 0), here under 0.1 %. On the
     synthetic evaluation suite the accuracy is unchanged (docs/benchmarks.md)."""
-    import her2slide.cells as cells_module
+    import her2slide.cells.instances as cells_module
 
     rgb, _, _ = grid_tile(rows=5, cols=7, dab_od=0.5, arc_fraction=0.6, seed=seed)
     maps = classical_maps(rgb, StainModel.default(), SETTINGS, MPP)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from her2slide.cli import main
+from her2slide.cli.main import main
 
 EXPECTED = {
     "CMU-1-Small-Region.svs": "looks like H&E (eosin counterstain), not HER2 IHC; not scored",

@@ -13,12 +13,12 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from her2slide.batch import SlideJob, run_batch, spreadsheet_safe
-from her2slide.batch_cli import dask_client
+from her2slide.run.batch import SlideJob, run_batch, spreadsheet_safe
+from her2slide.cli.batch import dask_client
 from her2slide.config import Settings
 from her2slide.outputs.result_folder import staged_result
-from her2slide.pipeline import SlideOutcome
-from her2slide.signoff import sign_off
+from her2slide.run.pipeline import SlideOutcome
+from her2slide.outputs.signoff import sign_off
 
 LOOPBACK = {"127.0.0.1", "::1"}
 
@@ -58,8 +58,8 @@ def stub_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
             (staging / "report.json").write_text(json.dumps(report))
         return SlideOutcome(folder, report)
 
-    monkeypatch.setattr("her2slide.pipeline.score_slide_file", stub)
-    monkeypatch.setattr("her2slide.batch.segmenter_for", lambda settings: None)
+    monkeypatch.setattr("her2slide.run.pipeline.score_slide_file", stub)
+    monkeypatch.setattr("her2slide.run.batch.segmenter_for", lambda settings: None)
 
 
 def summary_row(out: Path) -> dict[str, str]:

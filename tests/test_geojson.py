@@ -22,7 +22,7 @@ import pytest
 import shapely
 
 from her2slide.outputs.geojson import CellGeoJsonWriter
-from her2slide.region_maps import CHANNELS, SCORE_COLOURS
+from her2slide.maps.region_maps import CHANNELS, SCORE_COLOURS
 from her2slide.scoring import CELL_CLASSES
 from region_maps_fixtures import MPP, ORIGIN_UM, REGION_UM, make_maps
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from her2slide.config import Settings
-from her2slide.heterogeneity import RegionGrid, _rook_pairs, call_heterogeneity, join_counts, morans_i, segregation_index
-from her2slide.region_maps import CHANNELS, LABELS, SCORE_COLOURS
+from her2slide.maps.heterogeneity import RegionGrid, _rook_pairs, call_heterogeneity, join_counts, morans_i, segregation_index
+from her2slide.maps.region_maps import CHANNELS, LABELS, SCORE_COLOURS
 from her2slide.scoring import CELL_CLASSES, ScoringRules, score_counts, score_slide
 
 SETTINGS = Settings()
@@ -271,7 +271,7 @@ def focal_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pipeline_reports_the_pattern_and_keeps_the_maps(focal_slide: Path, tmp_path: Path) -> None:
-    from her2slide.pipeline import score_slide_file
+    from her2slide.run.pipeline import score_slide_file
 
     outcome = score_slide_file(focal_slide, tmp_path, SETTINGS)
     report = json.loads((outcome.out_dir / "report.json").read_text())

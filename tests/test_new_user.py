@@ -16,12 +16,13 @@ import pytest
 
 from hardening_fixtures import CLASSICAL, tiny_slide
 from her2slide import __version__
-from her2slide.calibrate import Control, ControlCells, fit_thresholds
-from her2slide.cli import build_parser, main, summary_line
+from her2slide.run.calibrate import Control, ControlCells, fit_thresholds
+from her2slide.cli.main import build_parser, main
+from her2slide.cli.score import summary_line
 from her2slide.config import Settings
 from her2slide.errors import ExitStatus
-from her2slide.pipeline import TIMINGS_NOTE
-from her2slide.progress import tile_progress
+from her2slide.run.pipeline import TIMINGS_NOTE
+from her2slide.run.progress import tile_progress
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,7 @@ def test_a_gastric_core_scores_differently_as_resection_and_as_biopsy(shared_dat
     import pyarrow.parquet as pq
 
     from her2slide.config import load_settings
-    from her2slide.pipeline import score_slide_file
+    from her2slide.run.pipeline import score_slide_file
     from her2slide.scoring import score_slide
 
     core = shared_data / "her2-ihc-oesophagus-tma" / "2_0123a214-85b7-4804-86db-474b05a4ae57.jpg"

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from her2slide.cli import main
+from her2slide.cli.main import main
 from her2slide.context.ngs import (
     Unreachable, amplified_share, cn_from_log2, dilution_report, log2_ratio, min_amplified_fraction, min_purity,
     observed_cn,

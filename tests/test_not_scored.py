@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from hardening_fixtures import CLASSICAL, tiny_slide
-from her2slide.cli import main
+from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import ExitStatus
-from her2slide.pipeline import score_slide_file
+from her2slide.run.pipeline import score_slide_file
 
 
 @pytest.fixture(scope="module")

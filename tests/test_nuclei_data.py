@@ -1,4 +1,4 @@
-"""The real nuclei sets as IHC-like samples (her2slide.model.nuclei_data)."""
+"""The real nuclei sets as IHC-like samples (her2slide.datasets.nuclei)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from nuclei_fixtures import disc_labels, write_fake_nuclei_set
 
-from her2slide.model.nuclei_data import (VALIDATION, IhcLikeRanges, estimate_mpp, ihc_like_sample, nuclei_index,
+from her2slide.datasets.nuclei import (VALIDATION, IhcLikeRanges, estimate_mpp, ihc_like_sample, nuclei_index,
                                          resample, split, tilted)
 from her2slide.stain import StainModel, stain_amounts
 

@@ -8,7 +8,7 @@ import shapely
 from skimage.draw import disk, ellipse
 
 from her2slide.cells import label_centroids
-from her2slide.outlines import star_outlines
+from her2slide.cells.outlines import star_outlines
 
 
 def _outlines_for(labels: np.ndarray, n_rays: int = 16) -> tuple[np.ndarray, np.ndarray]:

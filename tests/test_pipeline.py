@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from her2slide import pipeline
-from her2slide.cli import main
+from her2slide.run import pipeline
+from her2slide.cli.main import main
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
 
 CONTRACT_COLUMNS = ["x", "y", "x_um", "y_um", "area_um2", "membrane_dab_od", "completeness", "cell_class"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from her2slide.demo import run_demo
+from her2slide.cli.demo import run_demo
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NUMBER = re.compile(r"\d+(?:\.\d+)?")

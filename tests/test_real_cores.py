@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from her2slide.config import load_settings
-from her2slide.pipeline import score_slide_file
+from her2slide.run.pipeline import score_slide_file
 
 # 2_726fa489 (IHC 2+, ISH-negative) is left out on purpose: its membranes are so pale that every
 # detector scores it 0 or 1+ (docs/evaluation.md, "Real cores"). A test that hid that would lie.

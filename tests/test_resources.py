@@ -20,15 +20,15 @@ import pytest
 import tifffile
 
 from hardening_fixtures import CLASSICAL, tiny_slide
-from her2slide.batch import SlideJob, run_batch
-from her2slide.cli import main
+from her2slide.run.batch import SlideJob, run_batch
+from her2slide.cli.main import main
 from her2slide.config import BatchSettings, Settings
 from her2slide.errors import InputError, SlideTimeout
-from her2slide.lifeline import die_with_parent
-from her2slide.pipeline import SlideOutcome
+from her2slide.run.lifeline import die_with_parent
+from her2slide.run.pipeline import SlideOutcome
 from her2slide.slide import open_slide
 from her2slide.slide import reader as reader_module
-from her2slide.time_limit import time_limit
+from her2slide.run.time_limit import time_limit
 
 
 def blank_tiled_tiff(path: Path, side: int, tile: int = 1024) -> Path:
@@ -74,7 +74,7 @@ def _parent(pids: multiprocessing.Queue, watchdog_only: bool) -> None:
 
     def child() -> None:
         if watchdog_only:
-            import her2slide.lifeline as lifeline
+            import her2slide.run.lifeline as lifeline
 
             lifeline._parent_death_signal = lambda: None  # only the watchdog thread guards
         die_with_parent()
@@ -156,8 +156,8 @@ def test_a_slide_past_the_batch_time_limit_fails_with_its_reason_and_the_batch_g
             (staging / "report.json").write_text('{"score": "0"}')
         return SlideOutcome(folder, {"score": "0", "status": "negative", "category": "HER2-null"})
 
-    monkeypatch.setattr("her2slide.pipeline.score_slide_file", stub)
-    monkeypatch.setattr("her2slide.batch.segmenter_for", lambda settings: None)
+    monkeypatch.setattr("her2slide.run.pipeline.score_slide_file", stub)
+    monkeypatch.setattr("her2slide.run.batch.segmenter_for", lambda settings: None)
     inputs = []
     for name in ("hangs", "fine"):
         (tmp_path / f"{name}.svs").write_bytes(name.encode())

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from hardening_fixtures import CLASSICAL, hold_lock_elsewhere, tiny_slide
-from her2slide.batch import SlideJob, run_batch
-from her2slide.cli import main
+from her2slide.run.batch import SlideJob, run_batch
+from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import OutputFolderError
 from her2slide.outputs import atomic
@@ -131,7 +131,7 @@ def test_a_file_or_link_with_the_slides_stem_is_not_replaced(slides: dict[str, P
 
 
 def run_or_raise(slide: Path, out: Path) -> None:
-    from her2slide.pipeline import score_slide_file
+    from her2slide.run.pipeline import score_slide_file
 
     score_slide_file(slide, out, CLASSICAL_SETTINGS)
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from her2slide.cli import main
+from her2slide.cli.main import main
 from her2slide.config import ContextSettings
 from her2slide.context import sampling
 from her2slide.context.sampling import GAUGE_CORE_DIAMETER_UM, format_table, sampling_risk
@@ -237,10 +237,10 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
 @pytest.mark.slow
 def test_on_a_scored_synthetic_slide(tmp_path: Path) -> None:
     """End to end: `her2slide demo` (generate + score, ~20 s), then sampling-risk on its output folder."""
-    subprocess.run([sys.executable, "-m", "her2slide.cli", "demo", "--out", str(tmp_path)], check=True,
+    subprocess.run([sys.executable, "-m", "her2slide.cli.main", "demo", "--out", str(tmp_path)], check=True,
                    capture_output=True)
     folder = tmp_path / "results" / "demo-focal"
-    done = subprocess.run([sys.executable, "-m", "her2slide.cli", "sampling-risk", str(folder), "--json",
+    done = subprocess.run([sys.executable, "-m", "her2slide.cli.main", "sampling-risk", str(folder), "--json",
                            "--core-width-um", "200", "--core-length-um", "600", "--simulations", "300"],
                           check=True, capture_output=True, text=True)
     result = json.loads(done.stdout)

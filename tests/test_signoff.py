@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from hardening_fixtures import CLASSICAL, hold_lock_elsewhere, tiny_slide
-from her2slide.batch import SlideJob, run_batch
-from her2slide.cli import main
+from her2slide.run.batch import SlideJob, run_batch
+from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import InputError, OutputFolderError
 from her2slide.outputs import atomic
 from her2slide.outputs.atomic import staged_folder
 from her2slide.outputs.result_folder import foreign_entries, lock_path, staged_result
 from her2slide.provenance import file_sha256
-from her2slide.signoff import SIGNOFF_FILE, current, read_history, sign_off
+from her2slide.outputs.signoff import SIGNOFF_FILE, current, read_history, sign_off
 
 
 @pytest.fixture()
@@ -162,7 +162,7 @@ def test_a_failed_swap_leaves_the_signed_result_whole(result: Path, monkeypatch:
 
 
 def test_a_signoff_during_a_score_names_it_and_writes_nothing(result: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("her2slide.signoff.LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr("her2slide.outputs.signoff.LOCK_WAIT_S", 0.2)
     holder = hold_lock_elsewhere(lock_path(result))
     try:
         with pytest.raises(OutputFolderError, match=f"already being scored by PID {holder.pid} .*; sign off once it "

@@ -249,7 +249,7 @@ def test_training_tiles_have_consistent_shapes_and_masks(tmp_path, mpp):
 
 
 def test_cli_writes_slide_and_prints_truth(tmp_path, capsys):
-    from her2slide.synth.cli import add_parser, run
+    from her2slide.cli.synth import add_parser, run
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

@@ -262,7 +262,7 @@ def test_held_out_slide_is_written_with_truth(tmp_path):
     import json
 
     from her2slide.slide.checks import residual_share
-    from her2slide.slide.reader import open_slide
+    from her2slide.slide import open_slide
     from her2slide.slide.tissue import detect_tissue
 
     spec = suite_specs(7, 0, family=HELD_OUT)[6].model_copy(update={"size_um": (320.0, 300.0)})  # a 3+ slide
@@ -277,7 +277,7 @@ def test_held_out_slide_is_written_with_truth(tmp_path):
 
 
 def test_cli_family_options(tmp_path, capsys):
-    from her2slide.synth.cli import add_parser, run
+    from her2slide.cli.synth import add_parser, run
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

@@ -59,7 +59,7 @@ def test_suite_slide_truth_and_pixels_are_pinned(index, truth, regions):
 
 
 def test_demo_slide_is_pinned():
-    # the spec her2slide.demo.run_demo renders (seed 7)
+    # the spec her2slide.cli.demo.run_demo renders (seed 7)
     spec = SlideSpec(name="demo-focal", pattern="focal", score="1+", fraction=0.25, positive="3+",
                      size_um=(900.0, 900.0), seed=7)
     scene, cells = build_scene(spec)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import her2slide.tile_stream as tile_stream
+import her2slide.run.tile_stream as tile_stream
 from her2slide.config import Settings, TilingSettings
 
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from her2slide.cli import build_parser, main
+from her2slide.cli.main import build_parser, main
 from her2slide.errors import ExitStatus, InputError
 from her2slide.outputs.cells_table import outline_points, outline_radii
 from her2slide.outputs.result_folder import lock_path

@@ -2,7 +2,7 @@
 
 Besides the measurements, each row keeps the cell's outline as its star-convex radii
 (``outline_radius_px``: the distance from the centroid to the outline along
-:data:`OUTLINE_RAYS` rays at fixed angles, her2slide.outlines), so the viewer can draw any
+:data:`OUTLINE_RAYS` rays at fixed angles, her2slide.cells.outlines), so the viewer can draw any
 cell from two numbers and a short list, without the GeoJSON.
 """
 
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from her2slide.scoring import CELL_CLASSES
 
-#: Rays per outline (her2slide.outlines.star_outlines' default): ray k points at angle
+#: Rays per outline (her2slide.cells.outlines.star_outlines' default): ray k points at angle
 #: -pi + (k + 1/2) * 2 pi / OUTLINE_RAYS from the centroid, y down.
 OUTLINE_RAYS = 16
 #: Radii are rounded to 1/16 level-0 pixel: far below what a screen shows, and the zeroed low
@@ -76,7 +76,7 @@ class CellTableWriter:
 def outline_radii(outline: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(n, OUTLINE_RAYS) float32 distances from each centroid to its outline points (level-0 px).
 
-    The star outlines of her2slide.outlines are centred on the same centroid as ``x``, ``y``,
+    The star outlines of her2slide.cells.outlines are centred on the same centroid as ``x``, ``y``,
     so these radii with the fixed ray angles give back the outline exactly (to 1/16 px).
     """
     outline = np.asarray(outline, dtype=np.float64)

@@ -33,7 +33,7 @@ from types import TracebackType
 
 import numpy as np
 
-from her2slide.region_maps import CHANNELS, LABELS, SCORE_COLOURS, RegionMaps
+from her2slide.maps.region_maps import CHANNELS, LABELS, SCORE_COLOURS, RegionMaps
 
 #: Cell columns that are geometry or class, not measurements.
 _NOT_MEASUREMENTS = frozenset({"x", "y", "x_um", "y_um", "outline", "cell_class"})

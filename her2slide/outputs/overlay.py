@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage as ndi
 
-from her2slide.region_maps import SCORE_COLOURS, RegionMaps
+from her2slide.maps.region_maps import SCORE_COLOURS, RegionMaps
 
 #: Viridis at five stops: a perceptually even, colour-blind-safe scale for continuous maps.
 VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)

@@ -20,7 +20,7 @@ losing anything:
 
 A re-scored folder carries its pathologist's sign-off history over (copied into the new result
 before the swap), and a sign-off holds the same lock as a score, so neither can lose the other's
-writes (her2slide.signoff).
+writes (her2slide.outputs.signoff).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from her2slide.outputs.overlay import (SCORE_NAMES, VIRIDIS, label_rgba, scalar_rgba, score_text)
-from her2slide.region_maps import CHANNELS, SCORE_COLOURS, HeterogeneityResult, RegionMaps
+from her2slide.maps.region_maps import CHANNELS, SCORE_COLOURS, HeterogeneityResult, RegionMaps
 
 #: Longest side of the thumbnail embedded in the page (pixels): enough to see, small enough to mail.
 THUMBNAIL_MAX_PX = 1200

@@ -12,7 +12,7 @@ from pathlib import Path
 from shapely.geometry import mapping
 
 from her2slide.outputs.atomic import write_json_atomic
-from her2slide.roi import Roi
+from her2slide.qc.roi import Roi
 
 
 def write_roi_geojson(path: Path, roi: Roi) -> None:

@@ -14,7 +14,7 @@ from her2slide.slide.tissue import TissueMask
 from her2slide.stain import StainModel
 
 if TYPE_CHECKING:
-    from her2slide.roi import Roi
+    from her2slide.qc.roi import Roi
 
 #: A block needs this tissue share for the fold and blur tests, and for the slide's stain statistics.
 MIN_TISSUE_FOR_TESTS, MIN_TISSUE_FOR_STAIN = 0.25, 0.5
@@ -41,7 +41,7 @@ def qc_context(tissue: TissueMask, mpp_level0: float, roi: Roi | None, stain: St
                sample: list[np.ndarray], settings: Settings) -> QcContext:
     """Slide-wide QC inputs: scope (tissue ∩ ROI), distances to the tissue edge, and the fold
     reference from ``sample`` (RGB patches at the working resolution: the stain sample,
-    her2slide.stain_sample).
+    her2slide.run.stain_sample).
 
     The tissue edge is where tissue meets the glass around it (``TissueMask.outer_glass``): never the image
     border (a field or crop cut out of tissue has no edge there), and never pale tissue that

@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 
 from her2slide.config import Settings
 from her2slide.stain import StainModel, rgb_to_od
-from her2slide.white_point import pure_white_is_fill
+from her2slide.stain.white_point import pure_white_is_fill
 
 #: Smoothing before the pixel tests, µm (Gaussian σ): stain and ink tests see structures, not
 #: sensor noise; the edge-width test keeps nuclear edges intact.

@@ -17,7 +17,7 @@ from her2slide.slide.tiles import Tile
 from her2slide.stain import SlideStain
 
 if TYPE_CHECKING:
-    from her2slide.roi import Roi
+    from her2slide.qc.roi import Roi
 
 
 @dataclass

@@ -34,7 +34,7 @@ from her2slide.slide.tiles import Tile
 from her2slide.stain import StainModel
 
 if TYPE_CHECKING:
-    from her2slide.roi import Roi
+    from her2slide.qc.roi import Roi
 
 REASONS: tuple[str, ...] = ("saturated", "ink", "fold", "blur", "cytoplasmic", "edge")
 _CODE = {reason: k + 1 for k, reason in enumerate(REASONS)}

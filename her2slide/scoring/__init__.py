@@ -3,7 +3,7 @@
 Breast (ASCO/CAP 2018, affirmed 2023), gastric resection and gastric biopsy criteria;
 every threshold and open choice lives in ``ScoringRules`` (see docs/scoring.md).
 
-Names are loaded on first use (PEP 562) so that importing ``her2slide.scoring.cli`` to
+Names are loaded on first use (PEP 562) so that importing ``her2slide.cli.ish`` to
 register the ``ish`` subcommand does not import pydantic or scipy: ``her2slide --help``
 stays instant.
 """

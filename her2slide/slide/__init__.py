@@ -5,7 +5,8 @@
 """
 
 from her2slide.slide.checks import check_suitability
-from her2slide.slide.reader import SlideReader, open_slide
+from her2slide.slide.open import open_slide
+from her2slide.slide.reader import SlideReader
 from her2slide.slide.tiles import Tile, TilePlan, plan_tiles
 from her2slide.slide.tissue import TissueMask, detect_tissue
 

@@ -1,4 +1,4 @@
-"""The slide reader protocol, the behaviour both backends share, and ``open_slide``.
+"""The slide reader protocol and the behaviour both backends share (her2slide.slide.open picks one).
 
 Every coordinate a reader takes is in level-0 pixels; every resolution is named by its
 unit (µm per pixel, ``mpp``) or by a pyramid ``level``. Readers are picklable: pickling
@@ -124,7 +124,7 @@ class BaseReader:
         lw, lh = self.level_dimensions[level]
         check_decoded_pixels(self.path, (lw, lh), "its overview would be read from a level of",
                              "it needs coarser pyramid levels (e.g. `vips tiffsave --tile --pyramid`)")
-        fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
+        fy = lh / out_h  # level rows per output row
         ds = self.level_downsamples[level]
         rows_per_strip = max(1, int(_THUMBNAIL_CHUNK_PX / (lw * fy)))
         out = np.empty((out_h, out_w, 3), np.uint8)
@@ -210,21 +210,3 @@ def short_cause(exc: BaseException, limit: int = 120) -> str:
     """One line of an exception's message, for a reason shown to a person."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def open_slide(path: str | Path, mpp: float | None = None) -> SlideReader:
-    """Open a whole-slide file or a plain image field as a :class:`SlideReader`.
-
-    OpenSlide reads every format it recognises; plain JPEG/PNG/TIFF images (which it
-    does not, or reads without pyramid or pixel size) go to the image backend.
-    ``mpp`` overrides the file's pixel size. Problems raise ``InputError`` naming the
-    reason: missing file, unreadable file, missing or implausible pixel size, tiny image.
-    """
-    from her2slide.slide import image_backend, openslide_backend
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
-    if openslide_backend.recognises(path):
-        return openslide_backend.OpenSlideReader(path, mpp)
-    return image_backend.ImageReader(path, mpp)

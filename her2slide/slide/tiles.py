@@ -4,6 +4,7 @@ As in StarDist's big-image prediction, each tile has a *read* box (what the mode
 and an *owned* box (where its results count). Owned boxes partition the slide, so a
 cell belongs to exactly one tile: the one whose owned box holds its centroid. The
 margin is wider than the largest cell, so the owning tile always sees the whole cell.
+:func:`read_tile` reads a tile's pixels at the working resolution.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from her2slide.slide.reader import SlideReader
+from her2slide.errors import InputError
+from her2slide.slide.reader import SlideReader, short_cause
 from her2slide.slide.tissue import TissueMask
 
 #: Smallest allowed margin (µm). Tumour cells are at most about 30 µm across; a cell
@@ -93,3 +95,23 @@ def plan_tiles(reader: SlideReader, mask: TissueMask, work_mpp: float = 0.5, til
                 read = (max(0, x0 - margin), max(0, y0 - margin), min(width, x1 + margin), min(height, y1 + margin))
                 tiles.append(Tile(len(tiles), row, col, (x0, y0, x1, y1), read))
     return TilePlan(tiles=tiles, work_mpp=float(work_mpp), margin_um=float(margin_um), downsample=float(downsample))
+
+
+def read_tile(reader: SlideReader, tile: Tile, work_mpp: float) -> np.ndarray:
+    """Pixels of the tile's read box at ``work_mpp``."""
+    return read_box(reader, tile.read, work_mpp)
+
+
+def read_box(reader: SlideReader, box: tuple[int, int, int, int], work_mpp: float) -> np.ndarray:
+    """Pixels of the level-0 box (x0, y0, x1, y1) at ``work_mpp``.
+
+    A file whose tiles are corrupt part-way through fails here, after the slide opened
+    fine; the error names the tile (level-0 origin) so a batch record says where.
+    """
+    x0, y0, x1, y1 = box
+    try:
+        return reader.read_at_mpp(x0, y0, x1 - x0, y1 - y0, work_mpp)
+    except (InputError, OSError) as exc:
+        cause = exc.__cause__ or exc
+        detail = cause.reason if isinstance(cause, InputError) else short_cause(cause)
+        raise InputError(reader.path, f"tile at ({x0}, {y0}) could not be decoded: {detail}") from exc

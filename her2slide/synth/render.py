@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy import ndimage as ndi
 
 from ..stain import StainModel, compose_rgb
+from ..stain.white_point import TRAINING_GLASS_RGB
 from .layout import Layout
 
 __all__ = ["Look", "Membranes", "Scene", "Region", "Geometry", "cell_geometry", "render_region",
@@ -37,7 +38,7 @@ class Look(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    white: tuple[float, float, float] = (234.0, 233.0, 242.0)  # glass RGB of the real cores
+    white: tuple[float, float, float] = TRAINING_GLASS_RGB  # glass RGB of the real cores
     haematoxylin: tuple[float, float, float] | None = None     # unit vectors; None: Ruifrok defaults
     dab: tuple[float, float, float] | None = None
     blur_um: float = 0.45               # scanner point spread (Gaussian σ)

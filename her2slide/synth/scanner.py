@@ -53,13 +53,17 @@ def contrast(value: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda rgb: lut[rgb]
 
 
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """The image after JPEG compression at ``quality`` (4:2:0 chroma subsampling), as a scanner's or
+    a lab's export leaves it."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.array(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
 def jpeg(quality: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Re-encoded as JPEG (4:2:0 chroma subsampling, as scanners write their tiles)."""
-    def apply(rgb: np.ndarray) -> np.ndarray:
-        buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
-        return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    return apply
+    """Re-encoded as JPEG, as scanners write their tiles."""
+    return lambda rgb: jpeg_roundtrip(rgb, quality)
 
 
 def image_filter(make: Callable[[], ImageFilter.Filter]) -> Callable[[np.ndarray], np.ndarray]:
