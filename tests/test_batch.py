@@ -29,7 +29,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from her2slide.run import batch
 from her2slide.run.batch import (DONE, FAILED, SUMMARY_COLUMNS, SlideJob, check_jobs, in_shard, jobs_from_paths,
-                             read_manifest, run_batch, run_fingerprint, same_fingerprint)
+                                 read_manifest, run_batch, run_fingerprint, same_fingerprint)
 from her2slide.cli.batch import dask_client, detect_gpus, gpu_ids, parse_shard
 from her2slide.cli.main import main
 from her2slide.config import Settings

@@ -9,7 +9,7 @@ import pytest
 from nuclei_fixtures import disc_labels, write_fake_nuclei_set
 
 from her2slide.datasets.nuclei import (VALIDATION, IhcLikeRanges, estimate_mpp, ihc_like_sample, nuclei_index,
-                                         resample, split, tilted)
+                                       resample, split, tilted)
 from her2slide.stain import StainModel, stain_amounts
 
 
