@@ -1,4 +1,4 @@
-"""Where a result came from: file checksums, code version, settings checksum (her2slide.run.batch
+"""Where a result came from: file checksums, code version, settings checksum (her2slide.run.batch_records
 combines them into the fingerprint that decides whether a slide needs rescoring)."""
 
 from __future__ import annotations

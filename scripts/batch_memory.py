@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from her2slide.run.batch import SlideJob, run_batch, segmenter_for
+from her2slide.run.batch import run_batch, segmenter_for
+from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.batch import dask_client
 from her2slide.config import Settings, load_settings
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide

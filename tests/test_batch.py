@@ -27,15 +27,17 @@ import pytest
 import tifffile
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from her2slide.run import batch
-from her2slide.run.batch import (DONE, FAILED, SUMMARY_COLUMNS, SlideJob, check_jobs, in_shard, jobs_from_paths,
-                                 read_manifest, run_batch, run_fingerprint, same_fingerprint)
+from her2slide.run import batch_summary
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob, check_jobs, in_shard, jobs_from_paths, read_manifest
+from her2slide.run.batch_records import run_fingerprint, same_fingerprint
+from her2slide.run.batch_summary import SUMMARY_COLUMNS
 from her2slide.cli.batch import dask_client, detect_gpus, gpu_ids, parse_shard
 from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import InputError, UnsuitableSlideError
 from her2slide.outputs.atomic import write_json_atomic
-from her2slide.outputs.result_folder import staged_result
+from her2slide.outputs.result_folder import DONE, FAILED, staged_result
 from her2slide.run.pipeline import SlideOutcome
 from her2slide.provenance import file_sha256
 from her2slide.scoring import Criteria
@@ -307,9 +309,9 @@ def test_a_slides_roi_is_passed_on_and_an_edited_roi_redoes_it(stub: StubPipelin
 
 def test_summary_reads_qc_as_list_or_verdict_and_the_pattern() -> None:
     base = {"score": "2+", "cells": {"total": 5, "percent": {"0": 1.0}}, "timings": {"total": 2.0}}
-    listed = batch._report_columns({**base, "qc": ["few_tumour_cells"]})
+    listed = batch_summary._report_columns({**base, "qc": ["few_tumour_cells"]})
     assert (listed["qc_verdict"], listed["qc_flags"], listed["pattern"]) == (None, "few_tumour_cells", None)
-    verdict = batch._report_columns({**base, "qc": {"verdict": "fail", "flags": ["blur", "ink"]},
+    verdict = batch_summary._report_columns({**base, "qc": {"verdict": "fail", "flags": ["blur", "ink"]},
                                      "heterogeneity": {"pattern": "focal"}})
     assert (verdict["qc_verdict"], verdict["qc_flags"], verdict["pattern"]) == ("fail", "blur;ink", "focal")
 

@@ -13,7 +13,9 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from her2slide.run.batch import SlideJob, run_batch, spreadsheet_safe
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob
+from her2slide.run.batch_summary import spreadsheet_safe
 from her2slide.cli.batch import dask_client
 from her2slide.config import Settings
 from her2slide.outputs.result_folder import staged_result

@@ -20,7 +20,8 @@ import pytest
 import tifffile
 
 from hardening_fixtures import CLASSICAL, tiny_slide
-from her2slide.run.batch import SlideJob, run_batch
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.main import main
 from her2slide.config import BatchSettings, Settings
 from her2slide.errors import InputError, SlideTimeout

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from hardening_fixtures import CLASSICAL, hold_lock_elsewhere, tiny_slide
-from her2slide.run.batch import SlideJob, run_batch
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import OutputFolderError

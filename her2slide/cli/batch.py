@@ -96,7 +96,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from her2slide.run.batch import is_manifest, jobs_from_paths, read_manifest, run_batch
+    from her2slide.run.batch import run_batch
+    from her2slide.run.batch_jobs import is_manifest, jobs_from_paths, read_manifest
     from her2slide.errors import ExitStatus, InputError
 
     try:

@@ -149,7 +149,7 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-#: Columns a batch summary gains from each slide's sign-off (her2slide.run.batch).
+#: Columns a batch summary gains from each slide's sign-off (her2slide.run.batch_summary).
 SUMMARY_COLUMNS = ("signoff_score", "signoff_category", "signoff_reviewer", "signoff_time", "signoff_state")
 
 

@@ -12,247 +12,42 @@ A slide's folder is held (her2slide.outputs.result_folder) while its task runs, 
 folder while the batch runs (one lock per shard: shards of one cohort run side by side), so
 two runs never write through each other. A slide that fails QC is "not scored": its own
 outcome, count, log event and exit status, never counted as scored.
+
+The jobs are in her2slide.run.batch_jobs, the records that make a rerun resumable in
+her2slide.run.batch_records, and the cohort summary in her2slide.run.batch_summary.
 """
 
 from __future__ import annotations
 
-import csv
-import glob
 import json
 import os
 import sys
 import threading
 import time
-import traceback
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from her2slide.outputs import signoff
 from her2slide.config import Settings
-from her2slide.errors import InputError, OutputFolderError, SlideTimeout, UnsuitableSlideError
+from her2slide.errors import InputError, OutputFolderError, SlideTimeout
 from her2slide.outputs.atomic import write_json_atomic
-from her2slide.outputs.result_folder import (DONE, FAILED, claimed, foreign_entries, holding, prepare_out_root,
-                                             result_folder)
-from her2slide.provenance import code_version, config_sha256, file_sha256
-from her2slide.scoring import Criteria
+from her2slide.outputs.result_folder import DONE, FAILED, claimed, holding, prepare_out_root, result_folder
+from her2slide.provenance import code_version, config_sha256
+from her2slide.run.batch_jobs import Outcome, SlideJob, SlideResult, check_jobs, in_shard, job_settings
+from her2slide.run.batch_records import (_input_hash, fingerprint, is_done, now_iso, read_record, record_failure,
+                                         without_score)
+from her2slide.run.batch_summary import summary_rows, write_summary
 from her2slide.run.time_limit import time_limit
 
 if TYPE_CHECKING:
     from her2slide.run.engine import Segmenter
 
-CLASSES = ("0", "1+", "2+", "3+")
-SUMMARY_COLUMNS = ("slide", "path", "run_status", "reason", "score", "status", "category", "criteria",
-                   "cells_total", *(f"percent_{c}" for c in CLASSES), "pattern", "qc_verdict", "qc_flags",
-                   "seconds", "out_dir", *signoff.SUMMARY_COLUMNS)
 #: Dask topic on which workers announce the slide they start, so the driver can log it live.
 START_TOPIC = "her2slide-batch-start"
 
-#: Characters that make a spreadsheet read a CSV cell as a formula (OWASP, "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-#: ``not-scored``: read and measured, but failed QC (report.json has no score).
-#: ``pending``: only in a summary, for a slide no run has reached yet.
-Outcome = Literal["scored", "not-scored", "skipped", "failed", "pending"]
-
-
-@dataclass(frozen=True)
-class SlideJob:
-    """One slide of the batch and its own overrides (None: the batch default)."""
-
-    path: Path
-    mpp: float | None = None
-    criteria: Criteria | None = None
-    roi: Path | None = None
-
-    @property
-    def name(self) -> str:
-        """The output folder name, as ``her2slide score`` names it."""
-        return self.path.stem
-
-
-@dataclass(frozen=True)
-class SlideResult:
-    """What one task reports back; small and picklable (the report stays on disk)."""
-
-    name: str
-    path: str
-    outcome: Outcome
-    reason: str = ""
-    seconds: float = 0.0
-    not_scored: bool = False  # QC failed: set for "not-scored", and for "skipped" when the done result has no score
-
-
-# --- what to score ----------------------------------------------------------------------------
-
-def read_manifest(manifest: Path) -> list[SlideJob]:
-    """Jobs from a CSV with a ``path`` column and optional ``mpp``, ``criteria``, ``roi``.
-
-    Relative paths resolve against the manifest's folder, so a manifest travels with its
-    slides. Other columns are ignored (a study's own ids may sit beside the paths).
-    """
-    manifest = Path(manifest)
-    try:
-        text = manifest.read_text(encoding="utf-8-sig")  # a spreadsheet's BOM is not part of "path"
-    except FileNotFoundError:
-        raise InputError(manifest, "manifest not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(manifest, f"manifest cannot be read ({exc.__class__.__name__})") from None
-    reader = csv.DictReader(text.splitlines())
-    if "path" not in [(name or "").strip() for name in reader.fieldnames or ()]:
-        raise InputError(manifest, "manifest needs a header row with a 'path' column")
-    jobs = []
-    for row in reader:
-        cells = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
-        try:
-            jobs.append(_job_from_row(cells, manifest.parent))
-        except ValueError as exc:
-            raise InputError(manifest, f"line {reader.line_num}: {exc}") from None
-    return jobs
-
-
-def _job_from_row(cells: dict[str, str], base: Path) -> SlideJob:
-    if not cells.get("path"):
-        raise ValueError("empty path")
-    mpp = cells.get("mpp") or None
-    criteria = cells.get("criteria") or None
-    roi = cells.get("roi") or None
-    try:
-        mpp_value = float(mpp) if mpp else None
-    except ValueError:
-        raise ValueError(f"mpp {mpp!r} is not a number") from None
-    if criteria and criteria not in {c.value for c in Criteria}:
-        raise ValueError(f"criteria {criteria!r} is not one of {', '.join(c.value for c in Criteria)}")
-    return SlideJob(_resolve(cells["path"], base), mpp_value, Criteria(criteria) if criteria else None,
-                    _resolve(roi, base) if roi else None)
-
-
-def _resolve(text: str, base: Path) -> Path:
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else base / path
-
-
-def is_manifest(argument: str | Path) -> bool:
-    """Whether a command-line path is a manifest rather than a slide: a ``.csv`` file, or a text
-    file whose first line is a CSV header with a ``path`` column (no slide format is either)."""
-    path = Path(argument)
-    if path.suffix.lower() == ".csv":
-        return True
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(4096)
-        first = head.decode("utf-8-sig").splitlines()[0]
-    except (OSError, UnicodeDecodeError, IndexError):
-        return False
-    return "path" in (field.strip() for field in next(csv.reader([first]), []))
-
-
-def jobs_from_paths(patterns: Iterable[str]) -> list[SlideJob]:
-    """Jobs from command-line paths and globs, each glob's matches sorted by name.
-
-    A plain path is kept even when missing (it is recorded as failed, as ``score`` does);
-    a glob that matches nothing is a mistake in the command, refused up front.
-    """
-    jobs = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-            if not matches:
-                raise InputError(pattern, "no files match this pattern")
-            jobs.extend(SlideJob(Path(m)) for m in matches)
-        else:
-            jobs.append(SlideJob(Path(pattern)))
-    return jobs
-
-
-def check_jobs(jobs: Sequence[SlideJob]) -> None:
-    """Refuse a batch whose slides would write the same output folder."""
-    seen: dict[str, Path] = {}
-    for job in jobs:
-        if job.name in seen:
-            raise InputError(job.path, f"same name as {seen[job.name]}: both would write DIR/{job.name}/; "
-                                       "rename one, or score them in separate batches")
-        seen[job.name] = job.path
-
-
-def in_shard(position: int, shard: tuple[int, int] | None) -> bool:
-    """Round-robin over manifest order: stable, and shards stay balanced when slides sort by size."""
-    return shard is None or position % shard[1] == shard[0]
-
 
 # --- one slide ---------------------------------------------------------------------------------
-
-def job_settings(settings: Settings, job: SlideJob) -> Settings:
-    return settings if job.criteria is None else settings.model_copy(update={"criteria": job.criteria})
-
-
-def run_fingerprint(settings: Settings, input_sha256: str) -> dict[str, str | None]:
-    """What decides a slide's result: the input, the deciding settings, the weights and the code."""
-    from her2slide.model.weights_path import weights_sha256
-
-    return {
-        "input_sha256": input_sha256,
-        "config_sha256": config_sha256(settings.dump()),
-        "model_sha256": weights_sha256(settings),
-        "code_version": code_version(),
-    }
-
-
-def fingerprint(job: SlideJob, settings: Settings, input_sha256: str) -> dict[str, Any]:
-    """:func:`run_fingerprint` plus the per-slide mpp and ROI: a finished result with the same
-    fingerprint needs no rerun. ``input_sha256`` is passed in so an unchanged file (same size
-    and mtime as when it was hashed) is not read again on every rerun."""
-    return {
-        **run_fingerprint(settings, input_sha256),
-        "mpp": job.mpp,
-        "roi_sha256": file_sha256(job.roi) if job.roi is not None else None,
-    }
-
-
-def same_fingerprint(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
-    """Equal, except that a ``.dirty`` code version matches its commit.
-
-    The git dirty flag says only "some uncommitted edit", not which: honouring it would redo
-    the whole cohort after any edit yet miss a second edit. Commits and versions do count.
-    """
-    def clean(fp: dict[str, Any]) -> dict[str, Any]:
-        return {**fp, "code_version": str(fp.get("code_version", "")).removesuffix(".dirty")}
-
-    return clean(recorded) == clean(current)
-
-
-def read_record(folder: Path, name: str) -> dict[str, Any] | None:
-    """A done or failed record, or None when absent or unreadable (a torn record is no record)."""
-    try:
-        record = json.loads((folder / name).read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _input_hash(job: SlideJob, marker: dict[str, Any] | None) -> tuple[os.stat_result, str]:
-    """The input's stat and SHA-256, reusing the marker's hash when size and mtime are unchanged."""
-    try:
-        stat = job.path.stat()
-    except FileNotFoundError:
-        raise InputError(job.path, "file not found") from None
-    recorded = (marker or {}).get("fingerprint", {}).get("input_sha256")
-    if recorded and (marker.get("input_size"), marker.get("input_mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
-        return stat, recorded
-    return stat, file_sha256(job.path)
-
-
-def is_done(job: SlideJob, folder: Path, settings: Settings) -> bool:
-    """A marker whose fingerprint matches, beside a report: nothing to do for this slide."""
-    marker = read_record(folder, DONE)
-    if marker is None or not isinstance(marker.get("fingerprint"), dict) or not (folder / "report.json").exists():
-        return False
-    _, sha = _input_hash(job, marker)
-    return same_fingerprint(marker["fingerprint"], fingerprint(job, settings, sha))
-
 
 def process_slide(job: SlideJob, out_root: Path, settings: Settings, overwrite: bool = False,
                   announce: Callable[[SlideJob], None] | None = None) -> SlideResult:
@@ -288,12 +83,6 @@ def process_slide(job: SlideJob, out_root: Path, settings: Settings, overwrite: 
     outcome = "scored" if scored else "not-scored"
     return SlideResult(job.name, str(job.path), outcome, seconds=round(time.perf_counter() - start, 3),
                        not_scored=not scored)
-
-
-def without_score(marker: dict[str, Any]) -> bool:
-    """Whether a done marker is of a slide that failed QC (also markers from before the
-    "not-scored" outcome, which recorded such a slide's null score all the same)."""
-    return marker.get("score", "") is None
 
 
 def _failed(job: SlideJob, exc: BaseException, start: float, limit_min: float | None) -> SlideResult:
@@ -345,32 +134,7 @@ def failure_reason(exc: BaseException, slide: Path | None = None) -> str:
     return f"{type(exc).__name__}: {short_cause(exc, limit=300)}"
 
 
-def record_failure(folder: Path, result: SlideResult, exc: BaseException) -> None:
-    """``failed.json`` beside (never instead of) an earlier good result; a later success removes it.
-
-    Not for a folder her2slide may not write (``OutputFolderError``: another run holds it, or it
-    holds files her2slide did not write): the log and the summary carry that failure."""
-    if isinstance(exc, OutputFolderError) or foreign_entries(folder):
-        return
-    kind = ("unsuitable" if isinstance(exc, UnsuitableSlideError)
-            else "input" if isinstance(exc, InputError)
-            else "time-limit" if isinstance(exc, SlideTimeout) else "error")
-    record = {"slide": result.name, "input": result.path, "failed": now_iso(), "kind": kind,
-              "reason": result.reason, "error": type(exc).__name__, "seconds": result.seconds}
-    if kind == "error":
-        record["traceback"] = "".join(traceback.format_exception(exc))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / FAILED, record)
-    except OSError:
-        pass  # the log and the summary still carry the failure; a full disk must not stop the batch
-
-
 # --- the batch ---------------------------------------------------------------------------------
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
 
 class EventLog:
     """JSON lines (``ts``, ``event``, fields), written by the driver only, one flushed line per event."""
@@ -557,100 +321,3 @@ def _log_result(log: EventLog, result: SlideResult) -> None:
         fields["not_scored"] = True  # QC failed: no score (also for a slide skipped as already done)
     event = {"scored": "done", "not-scored": "not_scored"}.get(result.outcome, result.outcome)
     log.write(f"slide_{event}", **fields)
-
-
-# --- cohort summary ----------------------------------------------------------------------------
-
-def summary_rows(jobs: Sequence[SlideJob], results: Sequence[SlideResult | None],
-                 out_root: Path) -> list[dict[str, Any]]:
-    """One row per manifest slide, in manifest order.
-
-    A slide this run did not handle (another shard's, or one a kill left unreached) is
-    described from its records on disk: ``skipped`` when its marker is there (not rechecked),
-    ``failed`` when its latest attempt failed, ``pending`` when nothing is there yet.
-    """
-    rows = []
-    for job, result in zip(jobs, results):
-        try:
-            folder: Path | None = result_folder(out_root, job.path)
-        except OutputFolderError:
-            folder = None  # a name that has no folder: nothing on disk to describe
-        if result is None:
-            result = _result_on_disk(job, folder) if folder is not None else SlideResult(job.name, str(job.path),
-                                                                                         "pending")
-        row: dict[str, Any] = dict.fromkeys(SUMMARY_COLUMNS)
-        row.update(slide=job.name, path=str(job.path), run_status=result.outcome, reason=result.reason or None)
-        has_report = folder is not None and result.outcome in ("scored", "not-scored", "skipped")
-        report = read_record(folder, "report.json") if has_report else None
-        if report is not None:
-            row.update(_report_columns(report), out_dir=str(folder), **signoff.summary_columns(folder))
-        elif result.outcome == "failed":
-            row["seconds"] = result.seconds
-        rows.append(row)
-    return rows
-
-
-def _result_on_disk(job: SlideJob, folder: Path) -> SlideResult:
-    failed = read_record(folder, FAILED)
-    if failed is not None:
-        return SlideResult(job.name, str(job.path), "failed", str(failed.get("reason", "")),
-                           float(failed.get("seconds") or 0.0))
-    done = read_record(folder, DONE)
-    if done is not None:
-        return SlideResult(job.name, str(job.path), "skipped", not_scored=without_score(done))
-    return SlideResult(job.name, str(job.path), "pending")
-
-
-def _report_columns(report: dict[str, Any]) -> dict[str, Any]:
-    cells = report.get("cells", {})
-    percent = cells.get("percent", {})
-    qc = report.get("qc")
-    verdict, flags = (qc.get("verdict"), qc.get("flags", [])) if isinstance(qc, dict) else (None, qc or [])
-    return {
-        "score": report.get("score"), "status": report.get("status"), "category": report.get("category"),
-        "criteria": report.get("criteria"), "cells_total": cells.get("total"),
-        **{f"percent_{c}": percent.get(c) for c in CLASSES},
-        "pattern": (report.get("heterogeneity") or {}).get("pattern"),
-        "qc_verdict": verdict,
-        "qc_flags": ";".join(f if isinstance(f, str) else json.dumps(f, sort_keys=True) for f in flags),
-        "seconds": (report.get("timings") or {}).get("total"),
-    }
-
-
-def write_summary(rows: list[dict[str, Any]], out_root: Path) -> tuple[Path, Path]:
-    """``summary.csv`` and ``summary.parquet``, each written to a unique temporary name and
-    renamed into place (shards finishing together must not write through each other's file)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    numeric = {"cells_total": pa.int64(), "seconds": pa.float64(), **{f"percent_{c}": pa.float64() for c in CLASSES}}
-    schema = pa.schema([(name, numeric.get(name, pa.string())) for name in SUMMARY_COLUMNS])
-    table = pa.Table.from_pylist(rows, schema=schema)
-    csv_path, parquet_path = out_root / "summary.csv", out_root / "summary.parquet"
-
-    def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
-
-    _replace_atomically(csv_path, write_csv)
-    _replace_atomically(parquet_path, lambda tmp: pq.write_table(table, tmp))
-    return csv_path, parquet_path
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula (a slide named ``=1+1.svs``) gets a
-    leading apostrophe, which spreadsheets show as text; numbers and other text are unchanged.
-    summary.parquet keeps the exact text."""
-    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
-
-
-def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
