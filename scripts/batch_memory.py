@@ -27,7 +27,8 @@ from pathlib import Path
 from her2slide.run.batch import SlideJob, run_batch, segmenter_for
 from her2slide.cli.batch import dask_client
 from her2slide.config import Settings, load_settings
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 
 def worker_memory() -> dict[str, float]:
