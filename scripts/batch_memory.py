@@ -28,7 +28,8 @@ from her2slide.run.batch import run_batch, segmenter_for
 from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.batch import dask_client
 from her2slide.config import Settings, load_settings
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 
 def worker_memory() -> dict[str, float]:

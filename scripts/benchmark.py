@@ -52,7 +52,8 @@ def bench_settings(segmenter: str = "cnn", device: str = "auto", workers: int | 
 
 def synthetic_slide(folder: Path, side_um: float, seed: int = 3) -> Path:
     """A square homogeneous 2+ synthetic slide, generated once per side and cached in ``folder``."""
-    from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+    from her2slide.synth.slides import make_synthetic_slide
+    from her2slide.synth.spec import SlideSpec
 
     name = f"bench-{side_um:g}um-s{seed}"
     svs = folder / f"{name}.svs"

@@ -27,7 +27,8 @@ from her2slide.config import Settings
 from her2slide.slide.tiles import read_tile
 from her2slide.run.stain_sample import sample_patches, slide_stain_model
 from her2slide.slide import detect_tissue, open_slide, plan_tiles
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,8 @@ from her2slide.outputs.zarr_maps import write_maps_zarr
 from her2slide.provenance import code_version, file_sha256
 from her2slide.scoring import CELL_CLASSES
 from her2slide.slide import open_slide
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 from her2slide.synth.svs import write_svs
 from her2slide.viewer import headless
 from her2slide.viewer.cell_index import CellIndex

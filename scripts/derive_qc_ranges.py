@@ -38,7 +38,8 @@ from her2slide.slide.tissue import GLASS_MAX_TEXTURE_OD, absorbing, background_t
 from her2slide.synth.from_he import haematoxylin_only
 from her2slide.synth.render import render_region
 from her2slide.synth.scanner import BY_NAME
-from her2slide.synth.slides import SlideSpec, build_scene
+from her2slide.synth.slides import build_scene
+from her2slide.synth.spec import SlideSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qc_survey import survey  # noqa: E402

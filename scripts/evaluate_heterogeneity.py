@@ -34,7 +34,7 @@ SIDES_UM = (600.0, 800.0, 1000.0)
 
 def eval_specs() -> list:
     """44 specs: 12 homogeneous (each score 3x), 16 focal and 16 mosaic (every fraction x mix)."""
-    from her2slide.synth.slides import SlideSpec
+    from her2slide.synth.spec import SlideSpec
 
     specs = []
     for score in ["0", "1+", "2+", "3+"] * 3:

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 #: Score with the classical segmenter: a tiny slide takes ~2 s and torch is not needed.
 CLASSICAL = ["--segmenter", "classical"]

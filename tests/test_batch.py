@@ -41,7 +41,8 @@ from her2slide.outputs.result_folder import DONE, FAILED, staged_result
 from her2slide.run.pipeline import SlideOutcome
 from her2slide.provenance import file_sha256
 from her2slide.scoring import Criteria
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

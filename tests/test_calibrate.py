@@ -10,7 +10,8 @@ import pytest
 from her2slide.run.calibrate import Control, ControlCells, fit_thresholds
 from her2slide.cli.main import main
 from her2slide.config import Settings, load_settings
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 
 def _cells(score: str, od: float, n: int = 100) -> ControlCells:

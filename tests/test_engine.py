@@ -31,7 +31,8 @@ from her2slide.run.pipeline import score_slide_file
 from her2slide.provenance import file_sha256
 from her2slide.slide import TilePlan, detect_tissue, open_slide, plan_tiles
 from her2slide.stain import StainModel, stain_amounts
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 from test_model import one_torch_thread, save_tiny_model  # noqa: F401  (an autouse fixture)
 
 TILE_PX = 256  # 128 µm tiles: a 300 µm slide makes a plan of 8-9 tiles of 3 sizes

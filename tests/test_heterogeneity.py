@@ -264,7 +264,8 @@ def test_a_positive_block_is_focal_with_its_cluster_located() -> None:
 
 @pytest.fixture(scope="module")
 def focal_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+    from her2slide.synth.slides import make_synthetic_slide
+    from her2slide.synth.spec import SlideSpec
 
     spec = SlideSpec(name="focal-tiny", pattern="focal", score="0", fraction=0.3, size_um=(450.0, 450.0), seed=11)
     return make_synthetic_slide(spec, tmp_path_factory.mktemp("het")).svs

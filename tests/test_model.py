@@ -28,7 +28,8 @@ from her2slide.model.inputs import normalise
 from her2slide.model.training.train import loss_fn
 from her2slide.provenance import file_sha256
 from her2slide.slide import open_slide
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 from her2slide.synth.tiles import make_training_tiles
 
 TINY = ModelIO(widths=(4, 8, 16))  # multiple 4, ~5 k parameters

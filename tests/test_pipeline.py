@@ -11,7 +11,8 @@ import pytest
 
 from her2slide.run import pipeline
 from her2slide.cli.main import main
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 CONTRACT_COLUMNS = ["x", "y", "x_um", "y_um", "area_um2", "membrane_dab_od", "completeness", "cell_class"]
 

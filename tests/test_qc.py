@@ -26,9 +26,11 @@ from her2slide.stain import SlideStain, StainModel, VectorFit
 from her2slide.run.stain_sample import clean_sample_pixels
 from her2slide.stain.white_point import WhitePoint
 from her2slide.synth.artefacts import Blur, Fold, Ink, with_artefacts
-from her2slide.synth.render import Look, render_region
+from her2slide.synth.render import render_region
 from her2slide.synth.scanner import BY_NAME
-from her2slide.synth.slides import SlideSpec, build_scene, make_synthetic_slide
+from her2slide.synth.scene import Look
+from her2slide.synth.slides import build_scene, make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 MPP = 0.5  # fields are rendered at the working resolution: level 0 = working pixels
 SIDE_UM = 192.0  # 3 x 3 blocks of 64 µm

@@ -20,7 +20,8 @@ from her2slide.qc.roi_geojson import class_role, self_crossings
 from her2slide.scoring import CELL_CLASSES
 from her2slide.slide.tiles import Tile, TilePlan
 from her2slide.slide.tissue import TissueMask
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 
 SETTINGS = RoiSettings()
 SQUARE = [[100, 100], [900, 100], [900, 900], [100, 900], [100, 100]]

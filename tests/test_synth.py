@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from her2slide.scoring import CELL_CLASSES
-from her2slide.synth.render import cell_geometry, render_region
-from her2slide.synth.slides import MIXTURES, POSITIVE, SlideSpec, _classify, _exact_counts, build_scene, \
-    make_synthetic_slide
+from her2slide.synth.geometry import cell_geometry
+from her2slide.synth.render import render_region
+from her2slide.synth.slides import _classify, build_scene, make_synthetic_slide
+from her2slide.synth.spec import MIXTURES, POSITIVE, SlideSpec
+from her2slide.synth.staining import _exact_counts
 
 openslide = pytest.importorskip("openslide")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -14,7 +14,8 @@ from her2slide.stain import StainModel, stain_amounts
 from her2slide.synth.families import FAMILIES, HELD_OUT, TRAINING_FAMILIES, family_named
 from her2slide.synth.layout import KINDS, LayoutParams
 from her2slide.synth.render import render_region
-from her2slide.synth.slides import SlideSpec, build_scene, make_synthetic_slide, suite_specs
+from her2slide.synth.slides import build_scene, make_synthetic_slide, suite_specs
+from her2slide.synth.spec import SlideSpec
 from her2slide.synth.tiles import NUCLEUS_KINDS, make_training_tiles, random_tile_spec, tile_name
 
 FIELD_UM = 120.0  # 480 px at level 0: a few cords, files or dozens of single cells
@@ -107,7 +108,7 @@ def test_new_architectures_make_their_cells(kind):
     assert set(cells["architecture"]) == {kind}
     assert np.array_equal(np.unique(region.cells[region.cells > 0]) - 1, np.arange(n))
     # shape pixels belong to cells (a cell-less patch of cytoplasm would be a false negative)
-    from her2slide.synth.render import region_geometry
+    from her2slide.synth.geometry import region_geometry
 
     h, w = scene.shape
     g = region_geometry(scene.layout, scene.mpp, 0, 0, h, w)

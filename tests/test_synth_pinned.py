@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from her2slide.synth.render import render_region
-from her2slide.synth.slides import SlideSpec, build_scene, suite_specs
+from her2slide.synth.slides import build_scene, suite_specs
+from her2slide.synth.spec import SlideSpec
 from her2slide.synth.tiles import make_training_tiles
 
 REGION_KEYS = ("rgb", "cells", "membrane", "boundary", "nucleus", "tumour")

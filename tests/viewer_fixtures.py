@@ -15,7 +15,8 @@ import pytest
 from her2slide.config import load_settings
 from her2slide.run.pipeline import score_slide_file
 from her2slide.slide import open_slide
-from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+from her2slide.synth.slides import make_synthetic_slide
+from her2slide.synth.spec import SlideSpec
 from her2slide.synth.svs import write_svs
 from her2slide.viewer import headless
 

@@ -14,7 +14,8 @@ def run_demo(out: Path, seed: int = 7) -> int:
     from her2slide.config import load_settings
     from her2slide.run.pipeline import score_slide_file
     from her2slide.run.progress import tile_progress
-    from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+    from her2slide.synth.slides import make_synthetic_slide
+    from her2slide.synth.spec import SlideSpec
 
     spec = SlideSpec(name="demo-focal", pattern="focal", score="1+", fraction=0.25, positive="3+",
                      size_um=(900.0, 900.0), seed=seed)

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.family is not None:
             raise ValueError("--family applies to --suite and --tiles")
-        from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+        from her2slide.synth.slides import make_synthetic_slide
+        from her2slide.synth.spec import SlideSpec
 
         score = args.score or ("2+" if args.pattern == "homogeneous" else "0")
         spec = SlideSpec(name=args.name, pattern=args.pattern, score=score, fraction=args.fraction,

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from her2slide.outputs.cells_table import outline_points
-from her2slide.outputs.review import data_uri, escape
+from her2slide.outputs.inline_html import data_uri, escape
 from her2slide.scoring import CELL_CLASSES, Intensity, ScoringRules
 from her2slide.slide import SlideReader
 

@@ -25,7 +25,7 @@ OVERLAY_ALPHA = 0.5
 _PANEL_WIDTH = 300
 
 
-# ---------------------------------------------------------------- colouring (shared with review.py)
+# ---------------------------------------------------------------- colouring (shared with review_maps.py)
 
 
 def label_rgba(labels: np.ndarray, colours: dict[int, tuple[int, int, int, int]]) -> np.ndarray:

@@ -1,17 +1,14 @@
 """``review.html``: one self-contained page a pathologist opens from disk to check a result.
 
 Everything is inline: the thumbnail is a JPEG data URI used once as a CSS background;
-each map is a PNG data URI with one pixel per region, scaled and placed over the
-thumbnail by CSS percentages computed from the micrometre extents (so the page stays
-small however large the slide); charts are inline SVG; a few lines of inline script
-drive the opacity slider. No network access, no external file.
+each map is a PNG data URI placed over it (:mod:`her2slide.outputs.review_maps`); charts are
+inline SVG; a few lines of inline script drive the opacity slider. No network access, no
+external file. This module assembles the page and its score, heterogeneity, histogram and
+provenance sections; the QC section is :mod:`her2slide.outputs.review_qc`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import os
 from importlib import resources
@@ -21,38 +18,17 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from her2slide.outputs.overlay import (SCORE_NAMES, VIRIDIS, label_rgba, scalar_rgba, score_text)
-from her2slide.maps.region_maps import CHANNELS, SCORE_COLOURS, HeterogeneityResult, RegionMaps
+from her2slide.maps.region_maps import SCORE_COLOURS, HeterogeneityResult, RegionMaps
+from her2slide.outputs.inline_html import _css_colour, _fmt, data_uri, escape
+from her2slide.outputs.overlay import SCORE_NAMES, score_text
+from her2slide.outputs.review_maps import _display_thumbnail, _maps, _thumbnail_extent
+from her2slide.outputs.review_qc import _qc, _qc_summary, qc_checks
 
-#: Longest side of the thumbnail embedded in the page (pixels): enough to see, small enough to mail.
-THUMBNAIL_MAX_PX = 1200
 _SCORE_VALUES = {name: value for value, name in SCORE_NAMES.items()}
 #: Fixed histogram bins, so cells.parquet can be binned batch by batch.
 COMPLETENESS_BINS = np.linspace(0.0, 1.0, 21)
 DAB_BINS = np.linspace(0.0, 1.2, 25)
-
-#: Caption, unit and fixed display range (None: the map's own maximum) of every float map.
-MAP_INFO: dict[str, tuple[str, str, float | None]] = {
-    "fraction_0": ("share of cells scored 0", "", 1.0),
-    "fraction_1+": ("share of cells scored 1+", "", 1.0),
-    "fraction_2+": ("share of cells scored 2+", "", 1.0),
-    "fraction_3+": ("share of cells scored 3+", "", 1.0),
-    "mean_completeness": ("mean membrane completeness", "", 1.0),
-    "mean_membrane_dab_od": ("mean membrane DAB", " OD", None),
-    "cell_density": ("tumour cell density", " /mm²", None),
-    "excluded": ("excluded area (QC / ROI)", "", 1.0),
-}
-
-
-def map_style(name: str, values: np.ndarray) -> tuple[str, str, float]:
-    """Caption, unit and top of the display range (0 to top) of the float map ``name``."""
-    caption, unit, top = MAP_INFO[name]
-    if top is None:
-        finite = values[np.isfinite(values)]
-        top = (float(finite.max()) if finite.size else 1.0) or 1.0
-    return caption, unit, top
 
 
 def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity: HeterogeneityResult,
@@ -120,24 +96,6 @@ def histograms(cells_parquet: Path) -> tuple[np.ndarray, np.ndarray]:
             values = np.clip(values[np.isfinite(values)], bins[0], bins[-1])
             counts += np.histogram(values, bins=bins)[0]
     return completeness, dab
-
-
-def _display_thumbnail(thumbnail_rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    """The thumbnail shrunk to at most THUMBNAIL_MAX_PX on its longest side, and the factor it grew in µm/px."""
-    height, width = thumbnail_rgb.shape[:2]
-    factor = max(height, width) / THUMBNAIL_MAX_PX
-    if factor <= 1:
-        return thumbnail_rgb[..., :3], 1.0
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    small = np.asarray(Image.fromarray(thumbnail_rgb[..., :3]).resize(size, Image.Resampling.BOX))
-    return small, width / size[0]
-
-
-def _thumbnail_extent(shape: tuple[int, int], thumb_mpp: float, mpp_level0: float) -> tuple[float, float, float, float]:
-    """(x0, y0, width, height) in slide µm covered by the thumbnail (level-0 pixel j centred on j)."""
-    height, width = shape
-    start = -0.5 * mpp_level0
-    return start, start, width * thumb_mpp, height * thumb_mpp
 
 
 # ---------------------------------------------------------------- sections
@@ -222,70 +180,6 @@ def _heterogeneity(result: HeterogeneityResult) -> str:
     return out
 
 
-def _maps(maps: RegionMaps, extent: tuple[float, float, float, float], shape: tuple[int, int]) -> str:
-    """One figure per map: the region grid as a pixelated layer placed over the thumbnail by µm extents."""
-    x0, y0, width_um, height_um = extent
-    ny, nx = maps.shape
-    place = (f"left:{100 * (maps.origin_um[0] - x0) / width_um:.4f}%;"
-             f"top:{100 * (maps.origin_um[1] - y0) / height_um:.4f}%;"
-             f"width:{100 * nx * maps.region_um / width_um:.4f}%;"
-             f"height:{100 * ny * maps.region_um / height_um:.4f}%")
-    outline = _cluster_svg(maps.labels["heterogeneity_regions"], maps, extent)
-    colours = maps.label_colours.get("local_score_class") or SCORE_COLOURS
-    legend = "".join(f'<span style="color:{_css_colour(colours.get(v, SCORE_COLOURS[v]))}">■</span> {n} '
-                     for v, n in SCORE_NAMES.items())
-    figures = [_figure("local score (the slide rules applied to each region)",
-                       label_rgba(maps.labels["local_score_class"], colours), place, shape, outline, legend)]
-    layers = {name: maps.channels[name] for name in CHANNELS if name in MAP_INFO}
-    if maps.excluded is not None:
-        layers["excluded"] = maps.excluded
-    for name, values in layers.items():
-        caption, unit, top = map_style(name, values)
-        figures.append(_figure(caption, scalar_rgba(values, 0.0, top), place, shape, outline,
-                               _colour_bar(0.0, top, unit)))
-    return _viridis_gradient() + "".join(figures)
-
-
-def _figure(caption: str, rgba: np.ndarray, place: str, shape: tuple[int, int], outline: str, legend: str) -> str:
-    height, width = shape
-    return (f'<figure><figcaption>{escape(caption)}</figcaption>'
-            f'<div class="map" style="aspect-ratio:{width}/{height}">'
-            f'<img class="layer" alt="" src="{data_uri(rgba, "PNG")}" style="{place}">{outline}</div>'
-            f"<div>{legend}</div></figure>")
-
-
-def _cluster_svg(clusters: np.ndarray, maps: RegionMaps, extent: tuple[float, float, float, float]) -> str:
-    """Cluster edges as one SVG path in slide µm: every grid edge with different labels on its two sides."""
-    padded = np.pad(clusters, 1)
-    r = maps.region_um
-    ox, oy = maps.origin_um
-    rows, cols = np.nonzero((padded[:, 1:] != padded[:, :-1])[1:-1])  # vertical edges left of column `cols`
-    vertical = ("M%.1f %.1fv" + f"{r:g}") * len(rows) % tuple(np.column_stack([ox + cols * r, oy + rows * r]).ravel())
-    rows, cols = np.nonzero((padded[1:, :] != padded[:-1, :])[:, 1:-1])  # horizontal edges above row `rows`
-    horizontal = ("M%.1f %.1fh" + f"{r:g}") * len(rows) % tuple(np.column_stack([ox + cols * r, oy + rows * r]).ravel())
-    if not vertical and not horizontal:
-        return ""
-    x0, y0, width_um, height_um = extent
-    return (f'<svg class="clusters" viewBox="{x0:.1f} {y0:.1f} {width_um:.1f} {height_um:.1f}" '
-            f'preserveAspectRatio="none"><path d="{vertical}{horizontal}" fill="none" stroke="#111" '
-            f'stroke-width="2" vector-effect="non-scaling-stroke"/></svg>')
-
-
-def _viridis_gradient() -> str:
-    """The colour-bar gradient, defined once per page and referenced by id."""
-    stops = "".join(f'<stop offset="{i / (len(VIRIDIS) - 1):.2f}" stop-color="{_css_colour(c)}"/>'
-                    for i, c in enumerate(VIRIDIS.astype(int)))
-    return f'<svg width="0" height="0" style="position:absolute"><defs><linearGradient id="viridis">{stops}' \
-           f'</linearGradient></defs></svg>'
-
-
-def _colour_bar(low: float, high: float, unit: str) -> str:
-    return (f'<svg viewBox="0 0 300 30" width="100%" style="max-width:300px">'
-            f'<rect x="0" y="0" width="300" height="12" fill="url(#viridis)"/>'
-            f'<text x="0" y="26">{_fmt(low)}{escape(unit)}</text>'
-            f'<text x="300" y="26" text-anchor="end">{_fmt(high)}{escape(unit)}</text></svg>')
-
-
 def svg_histogram(counts: np.ndarray, bins: np.ndarray, xlabel: str, markers: list[tuple[float, str]]) -> str:
     """Bar chart of ``counts`` over ``bins`` with labelled vertical lines at ``markers`` (value, label)."""
     width, height, left, bottom = 420.0, 180.0, 40.0, 150.0
@@ -314,85 +208,6 @@ def _marker_label(x: float, y: float, text: str, right: bool) -> str:
     """A marker's label beside its line, on the left of it near the right edge so it is not cut off."""
     anchor = ' text-anchor="end"' if right else ""
     return f'<text x="{x - 2 if right else x + 2:.1f}" y="{y}"{anchor}>{escape(text)}</text>'
-
-
-def qc_checks(qc: Any) -> list[str]:
-    """What QC asks the pathologist to check on a slide it did not refuse: each flag's sentence
-    (report.json ``qc.warnings``, her2slide.qc.verdict). Shown beside the score on the review
-    page and in the viewer, so a flagged score never looks like a clean one."""
-    warnings = qc.get("warnings") if isinstance(qc, dict) else None
-    return [str(w) for w in warnings] if isinstance(warnings, list) else []
-
-
-def _qc(qc: Any) -> str:
-    """QC: the verdict and its reasons, what to check, the area excluded per reason, the cells
-    removed, the flags.
-
-    Takes report.json's dict (her2slide.qc) or an older bare list of flags.
-    """
-    qc = qc if isinstance(qc, dict) else {"flags": qc or []}
-    flags = qc.get("flags") or []
-    if isinstance(flags, dict):
-        flags = [f"{k}: {v}" for k, v in flags.items()]
-    checks = qc_checks(qc)
-    parts = []
-    if qc.get("verdict") is not None:
-        parts.append(f"<p>verdict: <b>{escape(qc['verdict'])}</b>{' with flags' if checks else ''}</p>")
-    parts.extend(f'<p class="flag">{escape(reason)}</p>' for reason in qc.get("reasons") or [])
-    if checks:
-        parts.append("<h3>What to check</h3><ul>" + "".join(f"<li>{escape(c)}</li>" for c in checks) + "</ul>")
-    parts.append(_qc_exclusions(qc))
-    if flags:
-        parts.append("".join(f'<span class="flag">{escape(_flag_text(f))}</span>' for f in flags))
-    elif not checks:
-        parts.append('<p class="ok">no QC flags</p>')
-    return "".join(parts)
-
-
-def _qc_summary(qc: Any) -> str:
-    """One line for the page's header: how much tissue QC took out, and why."""
-    if not isinstance(qc, dict) or "excluded" not in qc:
-        return ""
-    assessed = qc.get("assessed_area_mm2") or 0
-    excluded = {k: v for k, v in (qc.get("excluded") or {}).items() if isinstance(v, (int, float)) and v > 0}
-    removed = (qc.get("cells_removed") or {}).get("qc", 0)
-    if not excluded or not assessed:
-        return "QC: no tissue excluded"
-    parts = ", ".join(f"{reason} {100 * area / assessed:.1f}%" for reason, area in
-                      sorted(excluded.items(), key=lambda item: -item[1]))
-    return (f"QC: {100 * sum(excluded.values()) / assessed:.1f}% of the assessed tissue excluded ({parts}); "
-            f"{removed:,} cells removed")
-
-
-def _qc_exclusions(qc: dict) -> str:
-    """Area excluded per reason (mm² and share of the assessed tissue) and the cells that removed."""
-    excluded = {k: v for k, v in (qc.get("excluded") or {}).items() if isinstance(v, (int, float)) and v > 0}
-    assessed = qc.get("assessed_area_mm2")
-    removed = qc.get("cells_removed") or {}
-    if not excluded and not any(removed.values()):
-        return '<p class="ok">no tissue excluded</p>' if "excluded" in qc else ""
-
-    def share(area: float) -> str:
-        return f"{100 * area / assessed:.1f}%" if isinstance(assessed, (int, float)) and assessed > 0 else ""
-
-    rows = "".join(f'<tr><td>{escape(reason)}</td><td class="num">{area:.3f}</td>'
-                   f'<td class="num">{share(area)}</td></tr>'
-                   for reason, area in sorted(excluded.items(), key=lambda item: -item[1]))
-    total = sum(excluded.values())
-    lost = ", ".join(f"{n:,} {where}" for where, n in (("in excluded blocks", removed.get("qc", 0)),
-                                                      ("outside the ROI", removed.get("roi", 0))) if n)
-    return (f"<p>Excluded from scoring: <b>{share(total) or f'{total:.3f} mm²'}</b> of the assessed tissue"
-            f"{f'; cells removed: {lost}' if lost else ''}.</p>"
-            f'<table><tr><th>reason</th><th>mm²</th><th>share</th></tr>{rows}'
-            f'<tr><th>total</th><td class="num">{total:.3f}</td><td class="num">{share(total)}</td></tr></table>')
-
-
-def _flag_text(flag: Any) -> str:
-    if isinstance(flag, dict):
-        name = flag.get("name") or flag.get("flag") or flag.get("code") or ""
-        rest = ", ".join(f"{k}: {_fmt(v)}" for k, v in flag.items() if k not in ("name", "flag", "code"))
-        return f"{name} ({rest})" if name and rest else name or rest
-    return str(flag)
 
 
 def _provenance(report: dict) -> str:
@@ -425,12 +240,6 @@ def _provenance(report: dict) -> str:
 # ---------------------------------------------------------------- small helpers
 
 
-def data_uri(image: np.ndarray, kind: str) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format=kind, **({"quality": 85} if kind == "JPEG" else {"optimize": True}))
-    return f"data:image/{kind.lower()};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
-
-
 def _slide_name(report: dict) -> str:
     source = (report.get("provenance") or {}).get("input")
     return Path(source).stem if source else "slide"
@@ -448,26 +257,5 @@ def _flatten(metrics: dict, prefix: str = "") -> Iterable[tuple[str, str]]:
             yield name, _fmt(value)
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.4g}" if np.isfinite(value) else "—"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
-
-
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [] if value is None else [value]
-
-
-def _css_colour(rgb: Iterable[int]) -> str:
-    r, g, b = list(rgb)[:3]
-    return f"rgb({int(r)},{int(g)},{int(b)})"
-
-
-def escape(value: Any) -> str:
-    return html.escape("" if value is None else str(value))

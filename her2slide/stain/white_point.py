@@ -62,7 +62,7 @@ FILL_DISTINCT_BELOW = 250.0
 #: smaller featureless specks are lumens or holes, not a background to measure against.
 MIN_GLASS_UM2 = 5_000.0
 
-#: The glass of the real cores, the synthetic generator's default white (``synth.render.Look``): the
+#: The glass of the real cores, the synthetic generator's default white (``synth.scene.Look``): the
 #: colour balance every segmenter was trained on, which the tile stream turns each slide's white into.
 TRAINING_GLASS_RGB = (234.0, 233.0, 242.0)
 

@@ -16,18 +16,20 @@ from her2slide._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .families import FAMILIES, HELD_OUT, TRAINING_FAMILIES, Family
-    from .layout import Layout, LayoutParams, make_layout
-    from .render import Look, Region, Scene, render_region
-    from .slides import MIXTURES, PHENOTYPES, MembraneDesign, SlideSpec, SyntheticSlide, build_scene, \
-        make_suite, make_synthetic_slide, suite_specs
+    from .draw_layout import make_layout
+    from .layout import Layout, LayoutParams
+    from .render import Region, render_region
+    from .scene import Look, Scene
+    from .slides import SyntheticSlide, build_scene, make_suite, make_synthetic_slide, suite_specs
+    from .spec import MIXTURES, PHENOTYPES, MembraneDesign, SlideSpec
     from .svs import write_svs
     from .tiles import make_training_tiles
 
 _WHERE = {
     "FAMILIES": "families", "HELD_OUT": "families", "TRAINING_FAMILIES": "families", "Family": "families",
-    "Layout": "layout", "LayoutParams": "layout", "make_layout": "layout",
-    "Look": "render", "Region": "render", "Scene": "render", "render_region": "render",
-    "MIXTURES": "slides", "PHENOTYPES": "slides", "MembraneDesign": "slides", "SlideSpec": "slides",
+    "Layout": "layout", "LayoutParams": "layout", "make_layout": "draw_layout",
+    "Look": "scene", "Scene": "scene", "Region": "render", "render_region": "render",
+    "MIXTURES": "spec", "PHENOTYPES": "spec", "MembraneDesign": "spec", "SlideSpec": "spec",
     "SyntheticSlide": "slides", "build_scene": "slides", "make_suite": "slides",
     "make_synthetic_slide": "slides", "suite_specs": "slides",
     "write_svs": "svs",

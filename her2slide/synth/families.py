@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .layout import LayoutParams
-from .render import Look
+from .scene import Look
 
 __all__ = ["Family", "FAMILIES", "HELD_OUT", "TRAINING_FAMILIES", "family_named", "tilted"]
 

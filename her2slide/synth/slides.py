@@ -1,18 +1,10 @@
-"""Synthetic HER2 slides with exact ground truth: specs, staining patterns, truth tables, suites.
+"""Synthetic HER2 slides with exact ground truth: the scene of a spec, its truth tables, the SVS,
+and evaluation suites.
 
-A slide is a :class:`SlideSpec` (pattern, target score, fraction, size, seed, architecture,
-look). Each tumour cell gets a *phenotype* — a membrane intensity (none / faint / weak–moderate /
-intense) and a pattern (complete ring, partial arcs, basolateral/lateral U) — from a spatial class
-map:
-
-* ``homogeneous``: a fixed mixture per score, in exact counts, spread at random over the tumour;
-* ``focal``: one or more contiguous clusters of 3+ (or 2+) cells, holding ``fraction`` of the
-  tumour cells, inside a 0 or 1+ tumour;
-* ``mosaic``: positive and negative cells mixed cell by cell, ``fraction`` positive.
-
-The truth is what was drawn: designed membrane OD, exact stained fraction of the circumference
-(angle around the rendered cell's centroid), and the classes and slide scores the project's own
-rule engine (``her2slide.scoring``) gives them.
+A slide is a :class:`~her2slide.synth.spec.SlideSpec`; its tumour cells get their phenotypes and
+membranes from :mod:`her2slide.synth.staining`. The truth is what was drawn: designed membrane OD,
+exact stained fraction of the circumference (angle around the rendered cell's centroid), and the
+classes and slide scores the project's own rule engine (``her2slide.scoring``) gives them.
 """
 
 from __future__ import annotations
@@ -23,110 +15,24 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .layout import KINDS, LayoutParams, make_layout
-from .artefacts import Artefact, artefact_polygon_um, with_artefacts
+from .artefacts import artefact_polygon_um, with_artefacts
+from .draw_layout import make_layout
 from .families import family_named
-from .render import Look, Membranes, Scene, cell_geometry, render_region
+from .geometry import cell_geometry
+from .layout import KINDS, LayoutParams
+from .render import render_region
+from .scene import Scene
+from .spec import SlideSpec
+from .staining import _membranes, _phenotypes
 from .svs import write_svs
 
-__all__ = ["PHENOTYPES", "MIXTURES", "MembraneDesign", "SlideSpec", "SyntheticSlide", "build_scene",
-           "make_synthetic_slide", "make_suite", "suite_specs"]
+__all__ = ["SyntheticSlide", "build_scene", "make_synthetic_slide", "make_suite", "suite_specs"]
 
-Score = Literal["0", "1+", "2+", "3+"]
-Pattern = Literal["homogeneous", "focal", "mosaic"]
-
-#: phenotype -> (intensity 0..3, membrane pattern)
-PHENOTYPES: dict[str, tuple[int, str]] = {
-    "none": (0, "none"),
-    "faint_partial": (1, "partial"),
-    "faint_complete": (1, "complete"),
-    "moderate_partial": (2, "partial"),
-    "moderate_lateral": (2, "lateral"),
-    "moderate_complete": (2, "complete"),
-    "intense_partial": (3, "partial"),
-    "intense_lateral": (3, "lateral"),
-    "intense_complete": (3, "complete"),
-}
-
-#: Homogeneous class mixtures per breast score, chosen far from every 10 % / 1 % boundary and so
-#: that the score does not depend on the rule engine's open choices (where faint complete or
-#: moderate lateral cells go).
-MIXTURES: dict[str, dict[str, float]] = {
-    "0": {"none": 0.94, "faint_partial": 0.06},
-    "1+": {"none": 0.40, "faint_partial": 0.55, "faint_complete": 0.05},
-    "2+": {"none": 0.20, "faint_partial": 0.25, "moderate_lateral": 0.10, "moderate_complete": 0.45},
-    "3+": {"none": 0.10, "faint_partial": 0.10, "moderate_complete": 0.15, "intense_lateral": 0.10,
-           "intense_complete": 0.55},
-}
-
-POSITIVE = {"3+": "intense_complete", "2+": "moderate_complete"}
 VERSION = "1"
-
-
-class MembraneDesign(BaseModel):
-    """Membrane OD bands (drawn well inside the rule engine's classes) and pattern geometry."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    od_faint: tuple[float, float] = (0.14, 0.24)
-    od_moderate: tuple[float, float] = (0.38, 0.52)
-    od_intense: tuple[float, float] = (0.75, 1.10)
-    partial_fraction: tuple[float, float] = (0.25, 0.65)  # total of 1-3 arcs
-    lateral_fraction: tuple[float, float] = (0.55, 0.75)  # one contiguous U, open to the apex
-
-
-class SlideSpec(BaseModel):
-    """What to generate. ``score``: the target breast score of a homogeneous slide, or the score of
-    the negative background of a focal/mosaic slide ("0" or "1+"). ``fraction``: focal cluster
-    share of tumour cells, or mosaic positive fraction. ``positive``: class of focal/mosaic
-    positive cells."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = None
-    pattern: Pattern = "homogeneous"
-    score: Score = "2+"
-    fraction: float = Field(0.2, ge=0.0, le=1.0)
-    positive: Literal["2+", "3+"] = "3+"
-    clusters: int = Field(1, ge=1, le=20)
-    mixture: dict[str, float] | None = None  # overrides MIXTURES[score] (homogeneous/background)
-    size_um: tuple[float, float] = (1000.0, 1000.0)  # width, height
-    mpp: float = 0.25
-    seed: int = 0
-    full_field: bool = False  # tissue covers the whole field, no glass (training tiles)
-    layout: LayoutParams = Field(default_factory=LayoutParams)
-    membrane: MembraneDesign = Field(default_factory=MembraneDesign)
-    look: Look = Field(default_factory=Look)
-    artefacts: list[Artefact] = Field(default_factory=list)  # blur / fold / ink painted over the render (QC tests)
-    family: str | None = None  # style family the layout and look were drawn from (a label; see families.py)
-
-    @model_validator(mode="after")
-    def _check(self) -> "SlideSpec":
-        if self.pattern != "homogeneous" and self.score not in ("0", "1+") and self.mixture is None:
-            raise ValueError(f"a {self.pattern} slide needs a negative background: score '0' or '1+', "
-                             f"got {self.score!r}")
-        if self.mixture is not None:
-            bad = set(self.mixture) - set(PHENOTYPES)
-            if bad or sum(self.mixture.values()) <= 0:
-                raise ValueError(f"mixture keys must be among {sorted(PHENOTYPES)} with a positive sum")
-        if min(self.size_um) < 20:
-            raise ValueError("size_um must be at least 20 µm each way")
-        if self.family is not None:
-            family_named(self.family)
-        return self
-
-    @property
-    def slide_name(self) -> str:
-        if self.name:
-            return self.name
-        tag = {"homogeneous": f"hom{self.score}", "focal": f"focal{self.score}-{self.positive}x{self.fraction:g}",
-               "mosaic": f"mosaic{self.score}-{self.positive}x{self.fraction:g}"}[self.pattern]
-        return f"synth-{tag.replace('+', 'p')}-s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -142,121 +48,6 @@ class SyntheticSlide:
     category: str
     n_cells: int
     seconds: float
-
-
-# ---------------------------------------------------------------- class maps
-
-
-def _exact_counts(mixture: dict[str, float], n: int) -> dict[str, int]:
-    """Largest-remainder rounding: counts sum to ``n`` and match the fractions to within one cell."""
-    names = list(mixture)
-    w = np.array([mixture[k] for k in names], float)
-    raw = w / w.sum() * n
-    counts = np.floor(raw).astype(int)
-    counts[np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]] += 1
-    return dict(zip(names, counts.tolist()))
-
-
-def _fill(rng: np.random.Generator, mixture: dict[str, float], n: int) -> np.ndarray:
-    labels = np.concatenate([np.full(c, k, dtype=object) for k, c in _exact_counts(mixture, n).items()])
-    return rng.permutation(labels)
-
-
-def _cluster_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, n_cells: int, k: int) -> np.ndarray:
-    """Indices of ``n_cells`` cells in ``k`` compact clusters: each grows around a centre (spread
-    apart: best of 30 random candidates) by taking its nearest free cells."""
-    free = np.ones(len(x), bool)
-    centres: list[int] = []
-    out: list[np.ndarray] = []
-    sizes = np.full(k, n_cells // k) + (np.arange(k) < n_cells % k)
-    for size in sizes:
-        cand = rng.choice(np.flatnonzero(free), min(30, int(free.sum())), replace=False)
-        if centres:
-            d = np.min(np.hypot(x[cand, None] - x[centres][None], y[cand, None] - y[centres][None]), axis=1)
-            c = int(cand[np.argmax(d)])
-        else:
-            # away from the tumour's outskirts: the candidate nearest the median cell
-            c = int(cand[np.argmin(np.hypot(x[cand] - np.median(x), y[cand] - np.median(y)))])
-        centres.append(c)
-        idx = np.flatnonzero(free)
-        take = idx[np.argsort(np.hypot(x[idx] - x[c], y[idx] - y[c]), kind="stable")[:size]]
-        free[take] = False
-        out.append(take)
-    return np.concatenate(out) if out else np.zeros(0, int)
-
-
-def _phenotypes(spec: SlideSpec, rng: np.random.Generator, x: np.ndarray,
-                y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Phenotype and region name per cell from the spec's spatial class map."""
-    n = len(x)
-    background = spec.mixture or MIXTURES[spec.score]
-    region = np.full(n, "background", dtype=object)
-    if spec.pattern == "homogeneous":
-        return _fill(rng, background, n), region
-    n_pos = int(round(spec.fraction * n))
-    if spec.pattern == "focal":
-        pos = _cluster_cells(rng, x, y, n_pos, min(spec.clusters, max(n_pos, 1))) if n_pos else np.zeros(0, int)
-        region[pos] = "cluster"
-    else:
-        pos = rng.choice(n, n_pos, replace=False)
-        region[pos] = "positive"
-    pheno = np.empty(n, dtype=object)
-    pheno[pos] = POSITIVE[spec.positive]
-    rest = np.setdiff1d(np.arange(n), pos)
-    pheno[rest] = _fill(rng, background, len(rest))
-    return pheno, region
-
-
-def _membranes(spec: SlideSpec, rng: np.random.Generator, pheno: np.ndarray, apical: np.ndarray,
-               cx: np.ndarray, cy: np.ndarray) -> tuple[Membranes, np.ndarray, np.ndarray, np.ndarray]:
-    """Draw each cell's membrane: OD inside its band, arcs, variation along the ring, haze.
-
-    Returns the membranes plus intensity codes, exact completeness and the lateral flag.
-    """
-    d = spec.membrane
-    n = len(pheno)
-    intensity = np.array([PHENOTYPES[p][0] for p in pheno], np.int8)
-    pattern = np.array([PHENOTYPES[p][1] for p in pheno], dtype=object)
-    bands = {1: d.od_faint, 2: d.od_moderate, 3: d.od_intense}
-    od = np.zeros(n)
-    for level, (lo, hi) in bands.items():
-        sel = intensity == level
-        od[sel] = rng.uniform(lo, hi, sel.sum())
-    start = np.zeros((n, 3))
-    length = np.zeros((n, 3))
-    comp = np.zeros(n)
-    two_pi = 2 * np.pi
-
-    full = pattern == "complete"
-    start[full, 0] = rng.uniform(0, two_pi, full.sum())
-    length[full, 0] = two_pi
-    comp[full] = 1.0
-
-    for i in np.flatnonzero(pattern == "partial"):  # a few hundred cells at most per slide
-        total = rng.uniform(*d.partial_fraction)
-        k = int(rng.integers(1, 4))
-        arcs = total * rng.dirichlet(np.full(k, 2.0))
-        gaps = (1.0 - total) * rng.dirichlet(np.full(k, 2.0))
-        pos = rng.uniform(0, 1) + np.concatenate([[0.0], np.cumsum(arcs + gaps)[:-1]])
-        start[i, :k] = np.mod(pos, 1.0) * two_pi
-        length[i, :k] = arcs * two_pi
-        comp[i] = arcs.sum()
-
-    lat = pattern == "lateral"
-    frac = rng.uniform(*d.lateral_fraction, lat.sum())
-    facing = np.where(np.isnan(apical[lat]), rng.uniform(0, two_pi, lat.sum()), apical[lat])
-    # the U is centred on the basal side, opposite the apex
-    start[lat, 0] = np.mod(facing + np.pi - frac * np.pi, two_pi)
-    length[lat, 0] = frac * two_pi
-    comp[lat] = frac
-
-    look = spec.look
-    ring_k = np.stack([rng.integers(1, 4, n), rng.integers(4, 8, n)], 1)
-    ring_amp = look.ring_variation * np.array([0.65, 0.35]) * rng.uniform(0.5, 1.5, (n, 2))
-    haze = look.cytoplasm_dab_fraction * od * rng.uniform(0.6, 1.4, n)
-    m = Membranes(od=od, arc_start=start, arc_len=length, haze=haze, ring_k=ring_k, ring_amp=ring_amp,
-                  ring_phase=rng.uniform(0, two_pi, (n, 2)), cx=cx, cy=cy)
-    return m, intensity, comp, lat
 
 
 # ---------------------------------------------------------------- scene and truth

@@ -21,8 +21,10 @@ import numpy as np
 
 from .families import FAMILIES, family_named, tilted
 from .layout import KINDS, LayoutParams
-from .render import Look, Region, render_region
-from .slides import MIXTURES, SlideSpec, build_scene
+from .render import Region, render_region
+from .scene import Look
+from .slides import build_scene
+from .spec import MIXTURES, SlideSpec
 
 __all__ = ["make_training_tiles", "random_tile_spec", "tile_name", "NUCLEUS_KINDS"]
 

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from her2slide.outputs import signoff
 from her2slide.errors import InputError
 from her2slide.outputs.cells_table import OUTLINE_RAYS
-from her2slide.outputs.review import qc_checks
+from her2slide.outputs.review_qc import qc_checks
 from her2slide.scoring import CELL_CLASSES
 from her2slide.viewer.result import ResultFolder
 from her2slide.viewer.slide_tiles import SlideTiles
