@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-from her2slide.run.batch import run_batch, segmenter_for
-from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.batch import dask_client
 from her2slide.config import Settings, load_settings
+from her2slide.run.batch import run_batch, segmenter_for
+from her2slide.run.batch_jobs import SlideJob
 from her2slide.synth.slides import make_synthetic_slide
 from her2slide.synth.spec import SlideSpec
 

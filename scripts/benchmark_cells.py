@@ -20,13 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from her2slide.cells import classical_maps, find_cells, measure_cells
 from her2slide.config import Settings
-from her2slide.slide.tiles import read_tile
 from her2slide.run.stain_sample import sample_patches, slide_stain_model
 from her2slide.slide import detect_tissue, open_slide, plan_tiles
+from her2slide.slide.tiles import read_tile
 from her2slide.synth.slides import make_synthetic_slide
 from her2slide.synth.spec import SlideSpec
 

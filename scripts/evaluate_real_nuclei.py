@@ -27,13 +27,13 @@ import numpy as np
 from PIL import Image
 
 from her2slide.config import load_settings
-from her2slide.run.engine import make_segmenter
+from her2slide.datasets.nuclei import nuclei_index, split
+from her2slide.datasets.shared_data import shared_data_dir
 from her2slide.errors import InputError
 from her2slide.evaluation.matching import Detection, detection, pooled
 from her2slide.evaluation.nuclei import COUNTERSTAIN_LEVELS, MATCH_UM, detect_field, render_field, true_centroids
 from her2slide.evaluation.script_options import evaluation_parser
-from her2slide.datasets.shared_data import shared_data_dir
-from her2slide.datasets.nuclei import nuclei_index, split
+from her2slide.run.engine import make_segmenter
 
 JPEG_QUALITY = 90
 

@@ -29,12 +29,12 @@ import numpy as np
 from PIL import Image
 
 from her2slide.config import Settings
-from her2slide.run.engine import make_segmenter
+from her2slide.datasets.shared_data import shared_data_dir
 from her2slide.errors import InputError
 from her2slide.evaluation.script_options import evaluation_parser
-from her2slide.datasets.shared_data import shared_data_dir
 from her2slide.evaluation.stain_invariance import (compare_core, comparison_settings, core_glass, core_label, core_pixels,
                                                    restained)
+from her2slide.run.engine import make_segmenter
 
 QC_MODES = {"off": (False,), "default": (True,), "both": (False, True)}
 

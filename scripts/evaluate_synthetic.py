@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from her2slide.config import load_settings
-from her2slide.run.engine import make_segmenter
 from her2slide.evaluation.matching import match_points
+from her2slide.run.engine import make_segmenter
 from her2slide.run.pipeline import score_slide_file
 from her2slide.scoring import CELL_CLASSES
 

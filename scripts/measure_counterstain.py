@@ -35,11 +35,11 @@ from skimage.filters import gaussian, threshold_otsu
 
 from her2slide.cells import classical_maps
 from her2slide.config import Settings
-from her2slide.datasets.shared_data import shared_data_dir
 from her2slide.datasets.nuclei import nuclei_index, resample
+from her2slide.datasets.shared_data import shared_data_dir
+from her2slide.run.stain_sample import sample_patches, slide_stain_model
 from her2slide.slide import detect_tissue, open_slide
 from her2slide.stain import HAEMATOXYLIN_RGB_OD, StainModel, stain_amounts
-from her2slide.run.stain_sample import sample_patches, slide_stain_model
 from her2slide.synth.restain import he_stain_model, nuclear_haematoxylin
 
 WORK_MPP = 0.5

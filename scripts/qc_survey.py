@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from her2slide.config import Settings
-from her2slide.slide.tiles import read_box
 from her2slide.qc import QcTally, assess_tile, qc_context
-from her2slide.slide import detect_tissue, open_slide, plan_tiles
 from her2slide.run.stain_sample import estimate_slide_stain, sample_patches
+from her2slide.slide import detect_tissue, open_slide, plan_tiles
+from her2slide.slide.tiles import read_box
 
 
 def survey(path: str | Path, mpp: float | None, settings: Settings) -> dict:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import her2slide
 from her2slide.cli.main import main
 from her2slide.synth.slides import SlideSpec, make_synthetic_slide
+import her2slide
 
 
 @pytest.fixture(scope="module")

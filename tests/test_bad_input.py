@@ -18,9 +18,9 @@ import tifffile
 from PIL import Image
 
 from hardening_fixtures import CLASSICAL, tiny_slide
-from her2slide.run import pipeline
 from her2slide.cli.main import main
 from her2slide.errors import ExitStatus, InputError
+from her2slide.run import pipeline
 
 HER2SLIDE = [sys.executable, "-m", "her2slide"]
 

@@ -27,19 +27,19 @@ import pytest
 import tifffile
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from her2slide.run import batch_summary
-from her2slide.run.batch import run_batch
-from her2slide.run.batch_jobs import SlideJob, check_jobs, in_shard, jobs_from_paths, read_manifest
-from her2slide.run.batch_records import run_fingerprint, same_fingerprint
-from her2slide.run.batch_summary import SUMMARY_COLUMNS
 from her2slide.cli.batch import dask_client, detect_gpus, gpu_ids, parse_shard
 from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import InputError, UnsuitableSlideError
 from her2slide.outputs.atomic import write_json_atomic
 from her2slide.outputs.result_folder import DONE, FAILED, staged_result
-from her2slide.run.pipeline import SlideOutcome
 from her2slide.provenance import file_sha256
+from her2slide.run import batch_summary
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob, check_jobs, in_shard, jobs_from_paths, read_manifest
+from her2slide.run.batch_records import run_fingerprint, same_fingerprint
+from her2slide.run.batch_summary import SUMMARY_COLUMNS
+from her2slide.run.pipeline import SlideOutcome
 from her2slide.scoring import Criteria
 from her2slide.synth.slides import make_synthetic_slide
 from her2slide.synth.spec import SlideSpec

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from her2slide.run.calibrate import Control, ControlCells, fit_thresholds
 from her2slide.cli.main import main
 from her2slide.config import Settings, load_settings
+from her2slide.run.calibrate import Control, ControlCells, fit_thresholds
 from her2slide.synth.slides import make_synthetic_slide
 from her2slide.synth.spec import SlideSpec
 

@@ -10,12 +10,12 @@ import torch
 
 from her2slide.cells import nuclei_from_centres
 from her2slide.config import Settings
-from her2slide.run.engine import CnnSegmenter
 from her2slide.errors import InputError
 from her2slide.model.checkpoint import INPUTS_V2, OUTPUTS_V2, ModelIO, build_network, load_weights, save_weights
 from her2slide.model.inputs import detector_stain, haematoxylin, network_input, stain_rows
 from her2slide.model.training.targets import centre_map, v2_targets
 from her2slide.model.training.train import loss_fn
+from her2slide.run.engine import CnnSegmenter
 from her2slide.stain import StainModel, compose_rgb, stain_amounts
 
 from test_model import one_torch_thread  # noqa: F401  (an autouse fixture)

@@ -23,12 +23,12 @@ from her2slide.cells import classical_maps
 from her2slide.cli.main import build_parser, main
 from her2slide.cli.options import settings_from_args
 from her2slide.config import ContextSettings, ModelSettings, Settings, TilingSettings
-from her2slide.run.engine import ClassicalSegmenter, CnnSegmenter, make_segmenter
 from her2slide.errors import InputError
 from her2slide.model.checkpoint import ModelIO, build_network, save_weights
 from her2slide.model.weights_path import DEFAULT_WEIGHTS
-from her2slide.run.pipeline import score_slide_file
 from her2slide.provenance import file_sha256
+from her2slide.run.engine import ClassicalSegmenter, CnnSegmenter, make_segmenter
+from her2slide.run.pipeline import score_slide_file
 from her2slide.slide import TilePlan, detect_tissue, open_slide, plan_tiles
 from her2slide.stain import StainModel, stain_amounts
 from her2slide.synth.slides import make_synthetic_slide

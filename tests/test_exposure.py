@@ -13,14 +13,14 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from her2slide.run.batch import run_batch
-from her2slide.run.batch_jobs import SlideJob
-from her2slide.run.batch_summary import spreadsheet_safe
 from her2slide.cli.batch import dask_client
 from her2slide.config import Settings
 from her2slide.outputs.result_folder import staged_result
-from her2slide.run.pipeline import SlideOutcome
 from her2slide.outputs.signoff import sign_off
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob
+from her2slide.run.batch_summary import spreadsheet_safe
+from her2slide.run.pipeline import SlideOutcome
 
 LOOPBACK = {"127.0.0.1", "::1"}
 

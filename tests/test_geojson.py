@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import shapely
 
-from her2slide.outputs.geojson import CellGeoJsonWriter
 from her2slide.maps.region_maps import CHANNELS, SCORE_COLOURS
+from her2slide.outputs.geojson import CellGeoJsonWriter
 from her2slide.scoring import CELL_CLASSES
 from region_maps_fixtures import MPP, ORIGIN_UM, REGION_UM, make_maps
 

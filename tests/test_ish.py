@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from her2slide.scoring import IshResult, ish_group, ish_result
 from her2slide.cli.ish import add_parser, run
+from her2slide.scoring import IshResult, ish_group, ish_result
 from her2slide.scoring.ish import GROUP_COMMENTS
 
 

@@ -18,15 +18,15 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
-from her2slide.run.engine import _pad_stack
 from her2slide.errors import InputError
 from her2slide.model.checkpoint import ModelIO, build_network, load_weights, save_weights
+from her2slide.model.inputs import normalise
+from her2slide.model.network import UNet, fused_for_inference
 from her2slide.model.training.data import Augment, Sample, lab_samples, load_npz_sample, load_png_sample, qupath_samples
 from her2slide.model.training.metrics import evaluate_maps, network_predictor, pixel_f1, summarise
-from her2slide.model.network import UNet, fused_for_inference
-from her2slide.model.inputs import normalise
 from her2slide.model.training.train import loss_fn
 from her2slide.provenance import file_sha256
+from her2slide.run.engine import _pad_stack
 from her2slide.slide import open_slide
 from her2slide.synth.slides import make_synthetic_slide
 from her2slide.synth.spec import SlideSpec

@@ -16,11 +16,11 @@ import pytest
 
 from hardening_fixtures import CLASSICAL, tiny_slide
 from her2slide import __version__
-from her2slide.run.calibrate import Control, ControlCells, fit_thresholds
 from her2slide.cli.main import build_parser, main
 from her2slide.cli.score import summary_line
 from her2slide.config import Settings
 from her2slide.errors import ExitStatus
+from her2slide.run.calibrate import Control, ControlCells, fit_thresholds
 from her2slide.run.pipeline import TIMINGS_NOTE
 from her2slide.run.progress import tile_progress
 

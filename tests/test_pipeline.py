@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from her2slide.run import pipeline
 from her2slide.cli.main import main
+from her2slide.run import pipeline
 from her2slide.synth.slides import make_synthetic_slide
 from her2slide.synth.spec import SlideSpec
 

@@ -12,18 +12,18 @@ import pytest
 import shapely
 from PIL import Image
 
-from her2slide.run.calibrate import Control, measure_controls
+from her2slide.cells.tile_cells import measure_tile_pixels
 from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import ExitStatus
-from her2slide.cells.tile_cells import measure_tile_pixels
-from her2slide.run.pipeline import score_slide_file
 from her2slide.qc import REASONS, QcTally, TileQc, assess_tile, qc_context, screen_cells, slide_verdict
+from her2slide.run.calibrate import Control, measure_controls
+from her2slide.run.pipeline import score_slide_file
+from her2slide.run.stain_sample import clean_sample_pixels
 from her2slide.scoring import CELL_CLASSES, score_slide
 from her2slide.slide.tiles import Tile
 from her2slide.slide.tissue import TissueMask
 from her2slide.stain import SlideStain, StainModel, VectorFit
-from her2slide.run.stain_sample import clean_sample_pixels
 from her2slide.stain.white_point import WhitePoint
 from her2slide.synth.artefacts import Blur, Fold, Ink, with_artefacts
 from her2slide.synth.render import render_region

@@ -10,10 +10,10 @@ from nuclei_fixtures import disc_labels, write_nuclei_image
 from PIL import Image
 
 from her2slide.config import Settings
-from her2slide.run.engine import ClassicalSegmenter
+from her2slide.datasets.nuclei import NucleiImage
 from her2slide.evaluation.matching import Detection, detection, match_points, pooled
 from her2slide.evaluation.nuclei import MATCH_UM, detect_field, render_field, true_centroids
-from her2slide.datasets.nuclei import NucleiImage
+from her2slide.run.engine import ClassicalSegmenter
 
 
 def test_matching_is_one_to_one_and_closest_first() -> None:

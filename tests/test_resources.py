@@ -20,16 +20,16 @@ import pytest
 import tifffile
 
 from hardening_fixtures import CLASSICAL, tiny_slide
-from her2slide.run.batch import run_batch
-from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.main import main
 from her2slide.config import BatchSettings, Settings
 from her2slide.errors import InputError, SlideTimeout
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob
 from her2slide.run.lifeline import die_with_parent
 from her2slide.run.pipeline import SlideOutcome
+from her2slide.run.time_limit import time_limit
 from her2slide.slide import open_slide
 from her2slide.slide import reader as reader_module
-from her2slide.run.time_limit import time_limit
 
 
 def blank_tiled_tiff(path: Path, side: int, tile: int = 1024) -> Path:

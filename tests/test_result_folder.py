@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from hardening_fixtures import CLASSICAL, hold_lock_elsewhere, tiny_slide
-from her2slide.run.batch import run_batch
-from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import OutputFolderError
 from her2slide.outputs import atomic
 from her2slide.outputs.atomic import previous_path, recover, staged_folder
 from her2slide.outputs.result_folder import MARKER, foreign_entries, lock_path, result_folder, staged_result
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob
 
 CLASSICAL_SETTINGS = Settings(segmenter="classical")
 

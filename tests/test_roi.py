@@ -14,9 +14,9 @@ import shapely
 from her2slide.cli.main import main
 from her2slide.config import RoiSettings, Settings
 from her2slide.errors import InputError
-from her2slide.run.pipeline import score_slide_file
 from her2slide.qc.roi import load_roi
 from her2slide.qc.roi_geojson import class_role, self_crossings
+from her2slide.run.pipeline import score_slide_file
 from her2slide.scoring import CELL_CLASSES
 from her2slide.slide.tiles import Tile, TilePlan
 from her2slide.slide.tissue import TissueMask

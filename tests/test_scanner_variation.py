@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from her2slide.run.calibrate import Control, calibrate
 from her2slide.config import Settings
-from her2slide.run.engine import Segmenter, make_segmenter
 from her2slide.errors import UnsuitableSlideError
+from her2slide.run.calibrate import Control, calibrate
+from her2slide.run.engine import Segmenter, make_segmenter
 from her2slide.run.pipeline import score_slide_file
 from her2slide.synth.scanner import BY_NAME, PERTURBATIONS, keeps_its_result
 

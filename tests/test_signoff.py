@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from hardening_fixtures import CLASSICAL, hold_lock_elsewhere, tiny_slide
-from her2slide.run.batch import run_batch
-from her2slide.run.batch_jobs import SlideJob
 from her2slide.cli.main import main
 from her2slide.config import Settings
 from her2slide.errors import InputError, OutputFolderError
 from her2slide.outputs import atomic
 from her2slide.outputs.atomic import staged_folder
 from her2slide.outputs.result_folder import foreign_entries, lock_path, staged_result
-from her2slide.provenance import file_sha256
 from her2slide.outputs.signoff import SIGNOFF_FILE, current, read_history, sign_off
+from her2slide.provenance import file_sha256
+from her2slide.run.batch import run_batch
+from her2slide.run.batch_jobs import SlideJob
 
 
 @pytest.fixture()

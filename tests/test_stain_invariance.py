@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from her2slide.run.engine import make_segmenter
 from her2slide.evaluation.stain_invariance import CORE_MPP, compare_core, comparison_settings, densest_window
+from her2slide.run.engine import make_segmenter
 
 CORES = ("0_9b0f64d1", "1_154ae963", "2_0123a214", "2_726fa489")
 #: The crop of the 2+ core 0123a214 holds no glass, so its white point is its palest tissue

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import her2slide.run.tile_stream as tile_stream
 from her2slide.config import Settings, TilingSettings
+import her2slide.run.tile_stream as tile_stream
 
 
 @dataclass

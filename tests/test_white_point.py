@@ -12,19 +12,19 @@ import pytest
 from PIL import Image
 
 from her2slide.config import Settings
-from her2slide.run.pipeline import score_slide_file
 from her2slide.qc import REASONS, QcTally, TileQc, assess_tile, qc_context
+from her2slide.run.pipeline import score_slide_file
+from her2slide.run.stain_sample import estimate_slide_stain, sample_patches
 from her2slide.slide import detect_tissue, open_slide
 from her2slide.slide.tiles import Tile
+from her2slide.slide.white_balance import WhiteBalancedReader, balanced_for_segmenter
 from her2slide.stain import StainModel, brightest_white, rgb_to_od, stain_amounts
-from her2slide.run.stain_sample import estimate_slide_stain, sample_patches
-from her2slide.synth.render import render_region
 from her2slide.synth.from_he import haematoxylin_only
+from her2slide.synth.render import render_region
 from her2slide.synth.scanner import BY_NAME
 from her2slide.synth.scene import Look
 from her2slide.synth.slides import build_scene
 from her2slide.synth.spec import SlideSpec
-from her2slide.slide.white_balance import WhiteBalancedReader, balanced_for_segmenter
 
 SETTINGS = Settings()
 WARM = np.array([1.0, 0.94, 0.80])

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from her2slide.maps.region_maps import CHANNELS, LABELS, SCORE_COLOURS
 from her2slide.outputs import zarr_maps
 from her2slide.outputs.zarr_maps import float_pyramid, label_pyramid, write_maps_zarr
-from her2slide.maps.region_maps import CHANNELS, LABELS, SCORE_COLOURS
 from region_maps_fixtures import MARKED, ORIGIN_UM, REGION_UM, make_heterogeneity, make_maps
 
 zarr = pytest.importorskip("zarr")

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from her2slide.errors import InputError
 from her2slide.datasets.shared_data import shared_data_dir
+from her2slide.errors import InputError
 from her2slide.stain import DAB_RGB_OD, HAEMATOXYLIN_RGB_OD
 from her2slide.synth.restain import MembraneStyle, ihc_like
 from her2slide.synth.scanner import jpeg_roundtrip

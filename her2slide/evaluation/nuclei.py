@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from her2slide.cells import label_centroids, nucleus_instances
-from her2slide.config import Settings
-from her2slide.run.engine import Segmenter
 from her2slide.cells.tile_cells import level0_xy, measure_tile_maps
+from her2slide.config import Settings
 from her2slide.datasets.nuclei import NucleiImage
-from her2slide.run.pipeline import measurement_setup
 from her2slide.qc import SlideQc
+from her2slide.run.engine import Segmenter
+from her2slide.run.pipeline import measurement_setup
 from her2slide.slide import TissueMask, open_slide, plan_tiles
 from her2slide.synth.restain import MembraneStyle, ihc_like
 

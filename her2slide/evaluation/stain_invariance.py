@@ -32,13 +32,13 @@ from scipy import ndimage as ndi
 
 from her2slide.cells import classical_maps, nucleus_instances
 from her2slide.config import Settings, load_settings
-from her2slide.run.engine import Segmenter
 from her2slide.errors import UnsuitableSlideError
 from her2slide.evaluation.matching import Detection, detection
+from her2slide.run.engine import Segmenter
 from her2slide.run.pipeline import score_slide_file
+from her2slide.run.stain_sample import estimate_slide_stain, sample_patches
 from her2slide.slide import detect_tissue, open_slide
 from her2slide.stain import estimate_stain_model, estimate_white_point, rgb_to_od
-from her2slide.run.stain_sample import estimate_slide_stain, sample_patches
 from her2slide.synth.restain import MembraneStyle, add_dab, membrane_dab, remove_dab
 
 #: The cores are 40x scans that do not record their pixel size (shared data README).

@@ -22,7 +22,7 @@ def data_uri(image: np.ndarray, kind: str) -> str:
     return f"data:image/{kind.lower()};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -30,11 +30,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if np.isfinite(value) else "—"
     if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
     return str(value)
 
 
-def _css_colour(rgb: Iterable[int]) -> str:
+def css_colour(rgb: Iterable[int]) -> str:
     r, g, b = list(rgb)[:3]
     return f"rgb({int(r)},{int(g)},{int(b)})"
 

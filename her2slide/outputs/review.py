@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from her2slide.maps.region_maps import SCORE_COLOURS, HeterogeneityResult, RegionMaps
-from her2slide.outputs.inline_html import _css_colour, _fmt, data_uri, escape
+from her2slide.outputs.inline_html import css_colour, format_value, data_uri, escape
 from her2slide.outputs.overlay import SCORE_NAMES, score_text
-from her2slide.outputs.review_maps import _display_thumbnail, _maps, _thumbnail_extent
-from her2slide.outputs.review_qc import _qc, _qc_summary, qc_checks
+from her2slide.outputs.review_maps import display_thumbnail, map_figures, thumbnail_extent
+from her2slide.outputs.review_qc import qc_checks, qc_section, qc_summary
 
 _SCORE_VALUES = {name: value for value, name in SCORE_NAMES.items()}
 #: Fixed histogram bins, so cells.parquet can be binned batch by batch.
@@ -39,8 +39,8 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
     the slide is open.
     """
     template = Template(resources.files("her2slide.outputs").joinpath("review_template.html").read_text("utf-8"))
-    thumb, scale = _display_thumbnail(thumbnail_rgb)
-    extent = _thumbnail_extent(thumb.shape[:2], thumb_mpp * scale, maps.mpp_level0)
+    thumb, scale = display_thumbnail(thumbnail_rgb)
+    extent = thumbnail_extent(thumb.shape[:2], thumb_mpp * scale, maps.mpp_level0)
     completeness, dab = histograms(Path(cells_parquet))
     rules = ((report.get("provenance") or {}).get("config") or {}).get("scoring") or {}
     score = report.get("score")
@@ -48,7 +48,7 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
         title=escape(_slide_name(report)),
         score=escape(score if score is not None else "not scored"),
         badge_class="" if score is not None else "none",
-        badge_colour=_css_colour(SCORE_COLOURS.get(_SCORE_VALUES.get(score, 0), (136, 136, 136))),
+        badge_colour=css_colour(SCORE_COLOURS.get(_SCORE_VALUES.get(score, 0), (136, 136, 136))),
         summary=escape(" · ".join(str(v) for v in (score_text(report), f"criteria: {report.get('criteria', '?')}")
                                   if v)),
         reasons="".join(f"<li>{escape(r)}</li>" for r in _as_list(report.get("reasons")))
@@ -58,7 +58,7 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
         pattern=escape(heterogeneity.pattern),
         heterogeneity=_heterogeneity(heterogeneity),
         thumbnail=data_uri(thumb, "JPEG"),
-        maps=_maps(maps, extent, thumb.shape[:2]),
+        maps=map_figures(maps, extent, thumb.shape[:2]),
         map_note=escape(f"{maps.region_um:g} µm regions; no colour: no tumour cells (local score: too few to score)"),
         completeness_histogram=svg_histogram(completeness, COMPLETENESS_BINS, "completeness (share of circumference)",
                                              [(rules["complete_fraction"], "complete")]
@@ -66,8 +66,8 @@ def write_review_html(path: Path, report: dict, maps: RegionMaps, heterogeneity:
         dab_histogram=svg_histogram(dab, DAB_BINS, "membrane DAB (OD)",
                                     [(rules[k], k.replace("_od", "")) for k in ("faint_od", "moderate_od", "intense_od")
                                      if k in rules]),
-        qc=_qc(report.get("qc")),
-        qc_summary=escape(_qc_summary(report.get("qc"))),
+        qc=qc_section(report.get("qc")),
+        qc_summary=escape(qc_summary(report.get("qc"))),
         gallery=gallery or '<p class="muted">no cells to show</p>',
         provenance=_provenance(report),
     )
@@ -111,7 +111,7 @@ def _class_table(report: dict) -> str:
             continue
         share = float(percent[name])
         count = f"{round(share * total / 100):d}" if isinstance(total, (int, float)) else ""
-        rows.append(f'<tr><td><span style="color:{_css_colour(SCORE_COLOURS[value])}">■</span> {escape(name)}</td>'
+        rows.append(f'<tr><td><span style="color:{css_colour(SCORE_COLOURS[value])}">■</span> {escape(name)}</td>'
                     f'<td class="num">{count}</td><td class="num">{share:.1f}%</td></tr>')
     total_text = f"{total:,}" if isinstance(total, int) else escape(total)
     return (f"<table><tr><th>class</th><th>cells</th><th>share</th></tr>{''.join(rows)}"
@@ -126,7 +126,7 @@ def _class_chart(report: dict) -> str:
         y = 10 + i * 28
         bars.append(f'<text x="0" y="{y + 15}">{escape(name)}</text>'
                     f'<rect x="34" y="{y}" width="{3.4 * share:.1f}" height="20" '
-                    f'fill="{_css_colour(SCORE_COLOURS[value])}"/>'
+                    f'fill="{css_colour(SCORE_COLOURS[value])}"/>'
                     f'<text x="{40 + 3.4 * share:.1f}" y="{y + 15}">{share:.1f}%</text>')
     return (f'<svg role="img" aria-label="class percentages" viewBox="0 0 420 {20 + 28 * len(SCORE_NAMES)}" '
             f'width="100%" style="max-width:520px">{"".join(bars)}</svg>')
@@ -161,7 +161,7 @@ def _heterogeneity(result: HeterogeneityResult) -> str:
     for key, label, percent in _KEY_METRICS:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            text = f"{100 * value:.1f}%" if percent else (f"{value:.1f}%" if key == "positive_percent" else _fmt(value))
+            text = f"{100 * value:.1f}%" if percent else (f"{value:.1f}%" if key == "positive_percent" else format_value(value))
             rows.append(f'<tr><th>{escape(label.format(positive=positive))}</th>'
                         f'<td class="num">{escape(text)}</td></tr>')
     out += f'<table class="key">{"".join(rows)}</table>' if rows else ""
@@ -169,7 +169,7 @@ def _heterogeneity(result: HeterogeneityResult) -> str:
         keys = [k for k in result.clusters[0] if not isinstance(result.clusters[0][k], (dict, list))][:8]
         head = "".join(f"<th>{escape(k)}</th>" for k in ["#", *keys])
         body = "".join("<tr>" + f'<td class="num">{i}</td>' + "".join(
-            f'<td class="num">{escape(_fmt(c.get(k)))}</td>' for k in keys) + "</tr>"
+            f'<td class="num">{escape(format_value(c.get(k)))}</td>' for k in keys) + "</tr>"
             for i, c in enumerate(result.clusters[:10], start=1))
         more = f'<p class="muted">{len(result.clusters) - 10} more clusters in report.json</p>' \
             if len(result.clusters) > 10 else ""
@@ -232,7 +232,7 @@ def _provenance(report: dict) -> str:
     timings = report.get("timings") or {}
     if timings:
         details += ("<details><summary>timings</summary><table>" + "".join(
-            f'<tr><th>{escape(k)}</th><td class="num">{_fmt(v)} s</td></tr>' for k, v in timings.items())
+            f'<tr><th>{escape(k)}</th><td class="num">{format_value(v)} s</td></tr>' for k, v in timings.items())
             + "</table></details>")
     return f"<table>{table}</table>{details}"
 
@@ -254,7 +254,7 @@ def _flatten(metrics: dict, prefix: str = "") -> Iterable[tuple[str, str]]:
         elif isinstance(value, list) and len(value) > 6:
             yield name, f"[{len(value)} values]"
         else:
-            yield name, _fmt(value)
+            yield name, format_value(value)
 
 
 def _as_list(value: Any) -> list:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from her2slide.maps.region_maps import CHANNELS, SCORE_COLOURS, RegionMaps
-from her2slide.outputs.inline_html import _css_colour, _fmt, data_uri, escape
+from her2slide.outputs.inline_html import css_colour, format_value, data_uri, escape
 from her2slide.outputs.overlay import SCORE_NAMES, VIRIDIS, label_rgba, scalar_rgba
 
 __all__ = ["MAP_INFO", "THUMBNAIL_MAX_PX", "map_style"]
@@ -42,7 +42,7 @@ def map_style(name: str, values: np.ndarray) -> tuple[str, str, float]:
     return caption, unit, top
 
 
-def _display_thumbnail(thumbnail_rgb: np.ndarray) -> tuple[np.ndarray, float]:
+def display_thumbnail(thumbnail_rgb: np.ndarray) -> tuple[np.ndarray, float]:
     """The thumbnail shrunk to at most THUMBNAIL_MAX_PX on its longest side, and the factor it grew in µm/px."""
     height, width = thumbnail_rgb.shape[:2]
     factor = max(height, width) / THUMBNAIL_MAX_PX
@@ -53,14 +53,14 @@ def _display_thumbnail(thumbnail_rgb: np.ndarray) -> tuple[np.ndarray, float]:
     return small, width / size[0]
 
 
-def _thumbnail_extent(shape: tuple[int, int], thumb_mpp: float, mpp_level0: float) -> tuple[float, float, float, float]:
+def thumbnail_extent(shape: tuple[int, int], thumb_mpp: float, mpp_level0: float) -> tuple[float, float, float, float]:
     """(x0, y0, width, height) in slide µm covered by the thumbnail (level-0 pixel j centred on j)."""
     height, width = shape
     start = -0.5 * mpp_level0
     return start, start, width * thumb_mpp, height * thumb_mpp
 
 
-def _maps(maps: RegionMaps, extent: tuple[float, float, float, float], shape: tuple[int, int]) -> str:
+def map_figures(maps: RegionMaps, extent: tuple[float, float, float, float], shape: tuple[int, int]) -> str:
     """One figure per map: the region grid as a pixelated layer placed over the thumbnail by µm extents."""
     x0, y0, width_um, height_um = extent
     ny, nx = maps.shape
@@ -70,7 +70,7 @@ def _maps(maps: RegionMaps, extent: tuple[float, float, float, float], shape: tu
              f"height:{100 * ny * maps.region_um / height_um:.4f}%")
     outline = _cluster_svg(maps.labels["heterogeneity_regions"], maps, extent)
     colours = maps.label_colours.get("local_score_class") or SCORE_COLOURS
-    legend = "".join(f'<span style="color:{_css_colour(colours.get(v, SCORE_COLOURS[v]))}">■</span> {n} '
+    legend = "".join(f'<span style="color:{css_colour(colours.get(v, SCORE_COLOURS[v]))}">■</span> {n} '
                      for v, n in SCORE_NAMES.items())
     figures = [_figure("local score (the slide rules applied to each region)",
                        label_rgba(maps.labels["local_score_class"], colours), place, shape, outline, legend)]
@@ -111,7 +111,7 @@ def _cluster_svg(clusters: np.ndarray, maps: RegionMaps, extent: tuple[float, fl
 
 def _viridis_gradient() -> str:
     """The colour-bar gradient, defined once per page and referenced by id."""
-    stops = "".join(f'<stop offset="{i / (len(VIRIDIS) - 1):.2f}" stop-color="{_css_colour(c)}"/>'
+    stops = "".join(f'<stop offset="{i / (len(VIRIDIS) - 1):.2f}" stop-color="{css_colour(c)}"/>'
                     for i, c in enumerate(VIRIDIS.astype(int)))
     return f'<svg width="0" height="0" style="position:absolute"><defs><linearGradient id="viridis">{stops}' \
            f'</linearGradient></defs></svg>'
@@ -120,5 +120,5 @@ def _viridis_gradient() -> str:
 def _colour_bar(low: float, high: float, unit: str) -> str:
     return (f'<svg viewBox="0 0 300 30" width="100%" style="max-width:300px">'
             f'<rect x="0" y="0" width="300" height="12" fill="url(#viridis)"/>'
-            f'<text x="0" y="26">{_fmt(low)}{escape(unit)}</text>'
-            f'<text x="300" y="26" text-anchor="end">{_fmt(high)}{escape(unit)}</text></svg>')
+            f'<text x="0" y="26">{format_value(low)}{escape(unit)}</text>'
+            f'<text x="300" y="26" text-anchor="end">{format_value(high)}{escape(unit)}</text></svg>')

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from her2slide.outputs.inline_html import _fmt, escape
+from her2slide.outputs.inline_html import format_value, escape
 
 __all__ = ["qc_checks"]
 
@@ -19,7 +19,7 @@ def qc_checks(qc: Any) -> list[str]:
     return [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
-def _qc(qc: Any) -> str:
+def qc_section(qc: Any) -> str:
     """QC: the verdict and its reasons, what to check, the area excluded per reason, the cells
     removed, the flags.
 
@@ -44,7 +44,7 @@ def _qc(qc: Any) -> str:
     return "".join(parts)
 
 
-def _qc_summary(qc: Any) -> str:
+def qc_summary(qc: Any) -> str:
     """One line for the page's header: how much tissue QC took out, and why."""
     if not isinstance(qc, dict) or "excluded" not in qc:
         return ""
@@ -85,6 +85,6 @@ def _qc_exclusions(qc: dict) -> str:
 def _flag_text(flag: Any) -> str:
     if isinstance(flag, dict):
         name = flag.get("name") or flag.get("flag") or flag.get("code") or ""
-        rest = ", ".join(f"{k}: {_fmt(v)}" for k, v in flag.items() if k not in ("name", "flag", "code"))
+        rest = ", ".join(f"{k}: {format_value(v)}" for k, v in flag.items() if k not in ("name", "flag", "code"))
         return f"{name} ({rest})" if name and rest else name or rest
     return str(flag)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from her2slide.config import Settings
+from her2slide.maps.region_maps import HeterogeneityResult, RegionMaps
 from her2slide.outputs.cell_gallery import gallery_html
 from her2slide.outputs.overlay import write_overlay_png
 from her2slide.outputs.review import write_review_html
 from her2slide.outputs.zarr_maps import write_maps_zarr
-from her2slide.maps.region_maps import HeterogeneityResult, RegionMaps
 from her2slide.slide import SlideReader
 
 #: Longest side of the review thumbnail, px. The 8 µm/px tissue-mask thumbnail is only

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from her2slide.outputs.atomic import staged_folder
 from her2slide.maps.region_maps import CHANNELS, LABELS, SCORE_COLOURS, HeterogeneityResult, RegionMaps
+from her2slide.outputs.atomic import staged_folder
 
 #: NGFF versions this writer produces: 0.4 is Zarr v2, 0.5 is Zarr v3.
 NGFF_VERSIONS = ("0.4", "0.5")

@@ -27,7 +27,7 @@ from shapely.geometry.base import BaseGeometry
 
 from her2slide.config import RoiSettings
 from her2slide.errors import InputError
-from her2slide.qc.roi_geojson import _regions, class_role
+from her2slide.qc.roi_geojson import read_regions, class_role
 from her2slide.slide.tiles import TilePlan
 from her2slide.slide.tissue import TissueMask
 
@@ -142,7 +142,7 @@ def load_roi(path: str | Path, settings: RoiSettings, *, slide_size: tuple[int, 
     except RecursionError:
         raise InputError(path, "ROI file is nested too deeply to be a GeoJSON export or a polygon list") from None
 
-    regions, skipped = _regions(data, path)
+    regions, skipped = read_regions(data, path)
     include: list[BaseGeometry] = []
     exclude: list[BaseGeometry] = []
     classes: dict[str, int] = {}

@@ -48,7 +48,7 @@ _GEOMETRY_TYPES = {"Polygon", "MultiPolygon", "GeometryCollection", "Point", "Mu
 MAX_SELF_CROSSINGS = 1000
 
 
-def _regions(data: Any, path: Path) -> tuple[list[tuple[BaseGeometry, str | None, str | None]], int]:
+def read_regions(data: Any, path: Path) -> tuple[list[tuple[BaseGeometry, str | None, str | None]], int]:
     """(geometry, class name, forced role) per area region, and the count of skipped objects."""
     if isinstance(data, dict) and ("include" in data or "exclude" in data) and "type" not in data:
         unknown = set(data) - {"include", "exclude"}

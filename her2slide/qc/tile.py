@@ -27,9 +27,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from her2slide.config import CellSettings, QcSettings, Settings
-from her2slide.scoring import ScoringRules, intensity_class
 from her2slide.qc.context import MIN_TISSUE_FOR_STAIN, MIN_TISSUE_FOR_TESTS, QcContext
 from her2slide.qc.pixels import block_pixels, block_stats
+from her2slide.scoring import ScoringRules, intensity_class
 from her2slide.slide.tiles import Tile
 from her2slide.stain import StainModel
 

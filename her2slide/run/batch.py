@@ -35,7 +35,7 @@ from her2slide.outputs.atomic import write_json_atomic
 from her2slide.outputs.result_folder import DONE, FAILED, claimed, holding, prepare_out_root, result_folder
 from her2slide.provenance import code_version, config_sha256
 from her2slide.run.batch_jobs import Outcome, SlideJob, SlideResult, check_jobs, in_shard, job_settings
-from her2slide.run.batch_records import (_input_hash, fingerprint, is_done, now_iso, read_record, record_failure,
+from her2slide.run.batch_records import (input_hash, fingerprint, is_done, now_iso, read_record, record_failure,
                                          without_score)
 from her2slide.run.batch_summary import summary_rows, write_summary
 from her2slide.run.time_limit import time_limit
@@ -96,7 +96,7 @@ def _score_and_mark(job: SlideJob, out_root: Path, settings: Settings) -> bool:
     from her2slide.run.pipeline import score_slide_file
 
     # Hash before scoring: a file changed while it is read gets a marker that no longer matches.
-    stat, sha = _input_hash(job, None)
+    stat, sha = input_hash(job, None)
     outcome = score_slide_file(job.path, out_root, settings, mpp=job.mpp, roi=job.roi,
                                segmenter=lambda: segmenter_for(settings))
     report = outcome.report

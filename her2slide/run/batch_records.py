@@ -67,7 +67,7 @@ def read_record(folder: Path, name: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _input_hash(job: SlideJob, marker: dict[str, Any] | None) -> tuple[os.stat_result, str]:
+def input_hash(job: SlideJob, marker: dict[str, Any] | None) -> tuple[os.stat_result, str]:
     """The input's stat and SHA-256, reusing the marker's hash when size and mtime are unchanged."""
     try:
         stat = job.path.stat()
@@ -84,7 +84,7 @@ def is_done(job: SlideJob, folder: Path, settings: Settings) -> bool:
     marker = read_record(folder, DONE)
     if marker is None or not isinstance(marker.get("fingerprint"), dict) or not (folder / "report.json").exists():
         return False
-    _, sha = _input_hash(job, marker)
+    _, sha = input_hash(job, marker)
     return same_fingerprint(marker["fingerprint"], fingerprint(job, settings, sha))
 
 

@@ -35,8 +35,8 @@ import numpy as np
 from her2slide.cells import CellMaps, classical_maps, nuclei_from_centres, nucleus_props
 from her2slide.config import Settings
 from her2slide.errors import InputError
-from her2slide.slide.tiles import read_tile
 from her2slide.slide import SlideReader, Tile, TilePlan
+from her2slide.slide.tiles import read_tile
 from her2slide.stain import StainModel, stain_amounts
 
 #: What a segmenter yields per tile: the tile, its RGB at working resolution, its maps.

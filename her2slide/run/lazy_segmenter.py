@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Union
 
 from her2slide.config import Settings
-from her2slide.run.engine import Segmenter, make_segmenter
 from her2slide.errors import InputError
+from her2slide.run.engine import Segmenter, make_segmenter
 
 #: A segmenter, or a function that makes one once the slide has passed its checks.
 SegmenterSource = Union[Segmenter, Callable[[], Segmenter]]

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from her2slide.config import Settings
-from her2slide.errors import InputError, UnsuitableSlideError
-from her2slide.maps.heterogeneity import RegionGrid, call_heterogeneity
 from her2slide.context.sampling import sampling_risk
 from her2slide.context.wording import decision_support
-from her2slide.run.engine import Segmenter
-from her2slide.run.lazy_segmenter import SegmenterSource, ready
+from her2slide.errors import InputError, UnsuitableSlideError
+from her2slide.maps.heterogeneity import RegionGrid, call_heterogeneity
+from her2slide.maps.region_maps import HeterogeneityResult, RegionMaps
 from her2slide.outputs.atomic import write_json_atomic
 from her2slide.outputs.cells_table import CellTableWriter
 from her2slide.outputs.geojson import CellGeoJsonWriter
@@ -23,17 +22,18 @@ from her2slide.outputs.qc_blocks import QcBlockWriter
 from her2slide.outputs.result_folder import claimed, result_folder, staged_result
 from her2slide.outputs.roi_file import write_roi_geojson
 from her2slide.outputs.slide_outputs import write_review_outputs
-from her2slide.run.progress import Progress, no_progress
 from her2slide.provenance import code_version, file_sha256
 from her2slide.qc import QcContext, SlideQc, qc_context
-from her2slide.maps.region_maps import HeterogeneityResult, RegionMaps
 from her2slide.qc.roi import Roi, load_roi
+from her2slide.run.engine import Segmenter
+from her2slide.run.lazy_segmenter import SegmenterSource, ready
+from her2slide.run.progress import Progress, no_progress
+from her2slide.run.stain_sample import estimate_slide_stain, sample_patches
+from her2slide.run.tile_stream import measured_tiles
 from her2slide.scoring import CELL_CLASSES, Criteria, SlideScore, score_slide
 from her2slide.slide import TilePlan, TissueMask, check_suitability, detect_tissue, open_slide, plan_tiles, SlideReader
-from her2slide.stain import SlideStain, StainModel
-from her2slide.run.stain_sample import estimate_slide_stain, sample_patches
 from her2slide.slide.white_balance import WhiteBalancedReader, balanced_for_segmenter
-from her2slide.run.tile_stream import measured_tiles
+from her2slide.stain import SlideStain, StainModel
 
 #: Why report.json's stage timings add up to more than ``total``.
 TIMINGS_NOTE = ("tile_stream is the wall time of the tile stream; read_and_segment (reading and the network), "

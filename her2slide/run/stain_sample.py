@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from her2slide.config import Settings
-from her2slide.slide.tiles import read_box
 from her2slide.qc.pixels import colour_maps, spoilt_pixels
 from her2slide.slide import SlideReader, TissueMask
+from her2slide.slide.tiles import read_box
 from her2slide.stain import SlideStain, StainModel, VectorFit, fit_stain_vectors, rgb_to_od
 from her2slide.stain.white_point import slide_white_point
 

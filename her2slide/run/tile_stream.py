@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from her2slide.config import Settings
-from her2slide.run.engine import Segmenter
 from her2slide.cells.tile_cells import measure_tile_maps
+from her2slide.config import Settings
 from her2slide.qc import SlideQc, TileQc
+from her2slide.run.engine import Segmenter
 from her2slide.slide import SlideReader, Tile, TilePlan
 from her2slide.stain import StainModel
 

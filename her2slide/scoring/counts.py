@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .rules import Criteria, ScoringRules, parse_criteria
-from .slide import _exact
+from .slide import exact_decimal
 
 
 def exceeds_percent(n: np.ndarray, total: np.ndarray, percent: float, strict: bool) -> np.ndarray:
@@ -19,7 +19,7 @@ def exceeds_percent(n: np.ndarray, total: np.ndarray, percent: float, strict: bo
     Python integers (object arrays) keep the comparison exact whatever the threshold's
     decimal expansion, as ``score_slide`` compares it: 10 % is never 10.0000001 %.
     """
-    thr = _exact(percent)
+    thr = exact_decimal(percent)
     lhs = np.asarray(n, dtype=object) * (100 * thr.denominator)
     rhs = np.asarray(total, dtype=object) * thr.numerator
     return np.asarray(lhs > rhs if strict else lhs >= rhs, dtype=bool)

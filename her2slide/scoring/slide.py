@@ -54,7 +54,7 @@ class SlideScore:
 # ---------------------------------------------------------------- exact percentages
 
 
-def _exact(x: float) -> Fraction:
+def exact_decimal(x: float) -> Fraction:
     """The decimal a person wrote (10.1 -> 101/10), not its binary approximation."""
     return Fraction(repr(float(x)))
 
@@ -81,7 +81,7 @@ def _percent_rule(
     reasons: list[str], score: str, what: str, n: int, total: int, threshold: float, strict: bool
 ) -> bool:
     """Evaluate 'n of total > (or >=) threshold %' exactly and record the sentence."""
-    thr = _exact(threshold)
+    thr = exact_decimal(threshold)
     pct = _pct(n, total)
     ok = pct > thr if strict else pct >= thr
     rule = ">" if strict else "≥"
@@ -146,7 +146,7 @@ def _breast_zero_category(at_least: np.ndarray, total: int, rules: ScoringRules,
     if n == 0:
         reasons.append("HER2-null: no tumour cell shows membrane staining")
         return "HER2-null"
-    thr = _exact(rules.ultralow_min_percent)
+    thr = exact_decimal(rules.ultralow_min_percent)
     ok = _pct(n, total) >= thr
     label = "HER2-ultralow" if ok else "HER2-null"
     rule = "≥" if ok else "<"

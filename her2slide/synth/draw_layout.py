@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layout import KINDS, LYMPHOCYTE, STROMA, Blobs, Cells, Layout, LayoutParams, Nuclei
-from .shapes import Field4, _blob, _draw_field, _field_angle, _place_shapes
+from .shapes import Field4, blob_shape, draw_field, field_angle, place_shapes
 
 __all__ = ["make_layout"]
 
@@ -205,7 +205,7 @@ def _stroma_nuclei(rng: np.random.Generator, p: LayoutParams, tissue: Blobs, sha
         return x[keep], y[keep]
 
     sx, sy = in_tissue(p.stroma_nuclei_per_mm2)
-    s_ang = _field_angle(field or _draw_field(rng), sx, sy) + rng.normal(0, 0.2, len(sx))
+    s_ang = field_angle(field or draw_field(rng), sx, sy) + rng.normal(0, 0.2, len(sx))
     s_a = rng.uniform(*p.stroma_nucleus_major_um, len(sx)) / 2
     s_b = rng.uniform(*p.stroma_nucleus_minor_um, len(sx)) / 2
 
@@ -250,7 +250,7 @@ def make_layout(width_um: float, height_um: float, seed: int | np.random.SeedSeq
     else:
         rough = rng.uniform(0.04, 0.09)
         r0 = half * p.tissue_fill / (1 + rough)
-        amp, phase = _blob(rng, r0, rough)
+        amp, phase = blob_shape(rng, r0, rough)
         cx = width_um / 2 + rng.uniform(-1, 1) * (half - r0 * (1 + rough))
         cy = height_um / 2 + rng.uniform(-1, 1) * (half - r0 * (1 + rough))
     tissue = Blobs(np.array([cx]), np.array([cy]), np.array([r0]), amp[None], phase[None],
@@ -259,9 +259,9 @@ def make_layout(width_um: float, height_um: float, seed: int | np.random.SeedSeq
         # shapes may run off the field: place them in a disc covering it
         place = Blobs(tissue.cx, tissue.cy, np.array([np.hypot(width_um, height_um) / 2 + 60.0]),
                       tissue.amp, tissue.phase, tissue.thickness, tissue.kind)
-        shapes, field = _place_shapes(rng, p, place)
+        shapes, field = place_shapes(rng, p, place)
     else:
-        shapes, field = _place_shapes(rng, p, tissue)
+        shapes, field = place_shapes(rng, p, tissue)
     cells = _cells(rng, p, shapes)
     nuclei = _stroma_nuclei(rng, p, tissue, shapes, width_um, height_um, field)
     return Layout(float(width_um), float(height_um), tissue, shapes, cells, nuclei, p)

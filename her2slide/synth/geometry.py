@@ -16,7 +16,7 @@ from .layout import Layout
 
 __all__ = ["Geometry", "cell_geometry", "region_geometry", "iter_blocks"]
 
-_NO_KEY = np.iinfo(np.int64).max
+NO_KEY = np.iinfo(np.int64).max
 _ID_BITS = 24         # Voronoi key = quantised d² << 24 | cell index
 
 
@@ -28,21 +28,21 @@ class Geometry:
     tissue: np.ndarray     # bool
 
 
-_STEP = 4  # outlines are evaluated on a global grid of 4 px (1 µm) and interpolated bilinearly
+STEP = 4  # outlines are evaluated on a global grid of 4 px (1 µm) and interpolated bilinearly
 
 
 def _outline(blobs, i: int, mpp: float, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(outer, inner) signed radial distances of shape ``i`` over a level-0 window: exact on a
     global coarse grid, bilinear in between (pointwise, so independent of the window)."""
-    gy = np.arange(y0 // _STEP, (y0 + h - 1) // _STEP + 2)
-    gx = np.arange(x0 // _STEP, (x0 + w - 1) // _STEP + 2)
-    outer, inner = blobs.polar(i, (gx * _STEP * mpp)[None, :], (gy * _STEP * mpp)[:, None])
-    fy = (y0 + np.arange(h)) / _STEP - gy[0]
-    fx = (x0 + np.arange(w)) / _STEP - gx[0]
-    return _lerp(outer, fy, fx), (_lerp(inner, fy, fx) if blobs.thickness[i] > 0 else None)
+    gy = np.arange(y0 // STEP, (y0 + h - 1) // STEP + 2)
+    gx = np.arange(x0 // STEP, (x0 + w - 1) // STEP + 2)
+    outer, inner = blobs.polar(i, (gx * STEP * mpp)[None, :], (gy * STEP * mpp)[:, None])
+    fy = (y0 + np.arange(h)) / STEP - gy[0]
+    fx = (x0 + np.arange(w)) / STEP - gx[0]
+    return lerp(outer, fy, fx), (lerp(inner, fy, fx) if blobs.thickness[i] > 0 else None)
 
 
-def _lerp(c: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+def lerp(c: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
     """Separable bilinear interpolation of grid ``c`` at fractional rows ``fy`` × columns ``fx``."""
     c = c.astype(np.float32)
     iy, ix = fy.astype(np.int64), fx.astype(np.int64)
@@ -55,7 +55,7 @@ def _tissue_mask(layout: Layout, mpp: float, y0: int, x0: int, h: int, w: int) -
     t = layout.tissue
     xs = np.array([x0, x0 + w - 1]) * mpp - t.cx[0]
     ys = np.array([y0, y0 + h - 1]) * mpp - t.cy[0]
-    margin = 2 * _STEP * mpp
+    margin = 2 * STEP * mpp
     if np.hypot(np.abs(xs).max(), np.abs(ys).max()) < t.rmin()[0] - margin:
         return np.ones((h, w), bool)
     near_x = 0.0 if xs[0] <= 0 <= xs[1] else np.abs(xs).min()
@@ -70,7 +70,7 @@ def _shape_maps(layout: Layout, mpp: float, y0: int, x0: int, h: int, w: int) ->
     s = layout.shapes
     shape_map = np.full((h, w), -1, np.int32)
     lumen = np.zeros((h, w), bool)
-    rmax = s.rmax() / mpp + 2 * _STEP
+    rmax = s.rmax() / mpp + 2 * STEP
     cx, cy = s.cx / mpp, s.cy / mpp
     hit = (cx + rmax >= x0) & (cx - rmax < x0 + w) & (cy + rmax >= y0) & (cy - rmax < y0 + h)
     for i in np.flatnonzero(hit):
@@ -107,7 +107,7 @@ def _labels(layout: Layout, mpp: float, y0: int, x0: int, shape_map: np.ndarray)
     c = layout.cells
     sx, sy, rm = c.x / mpp, c.y / mpp, c.rmax / mpp
     near = np.flatnonzero((sx + rm >= x0) & (sx - rm < x0 + w) & (sy + rm >= y0) & (sy - rm < y0 + h))
-    key = np.full(h * w, _NO_KEY, np.int64)
+    key = np.full(h * w, NO_KEY, np.int64)
     if len(near):
         # wobble as a·cos(kθ + φ) = (a cos φ) cos kθ - (a sin φ) sin kθ
         a, ph = c.wobble_amp, c.wobble_phase
@@ -133,7 +133,7 @@ def _labels(layout: Layout, mpp: float, y0: int, x0: int, shape_map: np.ndarray)
                 same = flat_shape[flat] == c.shape[ids]
                 k = (((d2 / (wob * wob))[ok][same] * 256).astype(np.int64) << _ID_BITS) | ids[same]
                 np.minimum.at(key, flat[same], k)
-    lab = np.where(key == _NO_KEY, 0, (key & ((1 << _ID_BITS) - 1)) + 1).astype(np.int32)
+    lab = np.where(key == NO_KEY, 0, (key & ((1 << _ID_BITS) - 1)) + 1).astype(np.int32)
     return lab.reshape(h, w)
 
 

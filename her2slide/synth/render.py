@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..stain import StainModel, compose_rgb
-from .geometry import _NO_KEY, _STEP, _lerp, region_geometry
+from .geometry import NO_KEY, STEP, lerp, region_geometry
 from .scene import Look, Scene
 
 __all__ = ["Region", "render_region"]
@@ -70,10 +70,10 @@ def _texture(seed: int, field: int, y0: int, x0: int, h: int, w: int, sigma_px: 
 
 def _coarse_texture(seed: int, field: int, y0: int, x0: int, h: int, w: int, sigma_px: float) -> np.ndarray:
     """Like :func:`_texture` for wide textures: filtered on the global 4-px grid, then bilinear."""
-    gy0, gx0 = y0 // _STEP - 1, x0 // _STEP - 1
-    gh, gw = (y0 + h - 1) // _STEP + 2 - gy0 + 1, (x0 + w - 1) // _STEP + 2 - gx0 + 1
-    coarse = _texture(seed, field, gy0, gx0, gh, gw, sigma_px / _STEP)
-    return _lerp(coarse, (y0 + np.arange(h)) / _STEP - gy0, (x0 + np.arange(w)) / _STEP - gx0)
+    gy0, gx0 = y0 // STEP - 1, x0 // STEP - 1
+    gh, gw = (y0 + h - 1) // STEP + 2 - gy0 + 1, (x0 + w - 1) // STEP + 2 - gx0 + 1
+    coarse = _texture(seed, field, gy0, gx0, gh, gw, sigma_px / STEP)
+    return lerp(coarse, (y0 + np.arange(h)) / STEP - gy0, (x0 + np.arange(w)) / STEP - gx0)
 
 
 _TRUNCATE = 3.0  # Gaussian filters stop at 3 σ (the rest is below 8-bit precision here)
@@ -90,7 +90,7 @@ _CHROMATIN_UM = 0.35  # grain of the nuclear texture
 def required_margin(look: Look, mpp: float) -> int:
     """Margin (px) a block needs so that its interior does not depend on the block size."""
     band = int(np.ceil((look.membrane_width_um / 2 + look.membrane_edge_um) / mpp)) + 2
-    fibre = _STEP * (_radius(look.fibre_um / mpp / _STEP) + 2)
+    fibre = STEP * (_radius(look.fibre_um / mpp / STEP) + 2)
     return max(_radius(_CHROMATIN_UM / mpp), band, fibre) + _radius(look.blur_um / mpp) + 4
 
 
@@ -180,7 +180,7 @@ def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int,
     irregular = wob_amp.any(1)
     alpha = np.zeros(h * w, np.float32)
     hmap = np.zeros(h * w, np.float32)
-    key = np.full(h * w, _NO_KEY, np.int64) if with_ids else None
+    key = np.full(h * w, NO_KEY, np.int64) if with_ids else None
     reach = a * (1.0 + wob_amp.sum(1))  # irregular outlines reach further (equal to a for ellipses)
     near = np.flatnonzero((x + reach + 2 >= x0) & (x - reach - 2 < x0 + w) & (y + reach + 2 >= y0)
                           & (y - reach - 2 < y0 + h))
@@ -218,7 +218,7 @@ def _nuclei(scene: Scene, lab: np.ndarray, stroma: np.ndarray, y0: int, x0: int,
                 np.minimum.at(key, flat[keep], (quantised << 32) | index)
     ids = None
     if key is not None:
-        ids = np.where((key != _NO_KEY) & (alpha >= 0.5), (key & 0xFFFFFFFF) + 1, 0).astype(np.int32).reshape(h, w)
+        ids = np.where((key != NO_KEY) & (alpha >= 0.5), (key & 0xFFFFFFFF) + 1, 0).astype(np.int32).reshape(h, w)
     return alpha.reshape(h, w), hmap.reshape(h, w), ids
 
 

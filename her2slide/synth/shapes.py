@@ -1,6 +1,6 @@
 """Where the tumour shapes of a synthetic slide go: outline harmonics, the smooth direction field
 that stroma fibres, single files and trabecular cords follow, and the placement of non-overlapping
-shapes, largest first, inside the tissue (:func:`_place_shapes`).
+shapes, largest first, inside the tissue (:func:`place_shapes`).
 
 Random numbers are drawn in a fixed order from the layout's generator (see
 :mod:`her2slide.synth.draw_layout`), and a knob that is off draws none, so existing layouts stay
@@ -14,7 +14,7 @@ import numpy as np
 from .layout import CORD_FIELDS, KINDS, STRIP_KINDS, Blobs, LayoutParams, Range
 
 
-def _blob(rng: np.random.Generator, r0: float, rough: float, n_harm: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def blob_shape(rng: np.random.Generator, r0: float, rough: float, n_harm: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic amplitudes/phases of one outline; ``rough`` bounds Σ|a_k| so r(θ) stays positive."""
     amp = rng.uniform(0.3, 1.0, n_harm) / np.arange(2, 2 + n_harm)
     amp *= rough / amp.sum()
@@ -24,13 +24,13 @@ def _blob(rng: np.random.Generator, r0: float, rough: float, n_harm: int = 4) ->
 Field4 = tuple[float, float, float, float]  # f1, f2, φ1, φ2 of a smooth direction field
 
 
-def _draw_field(rng: np.random.Generator) -> Field4:
+def draw_field(rng: np.random.Generator) -> Field4:
     """A smooth direction field over the slide (wavelengths 120-250 µm): stroma fibres and cords follow it."""
     f1, f2, p1, p2 = rng.uniform(1 / 250, 1 / 120, 2).tolist() + rng.uniform(0, 2 * np.pi, 2).tolist()
     return f1, f2, p1, p2
 
 
-def _field_angle(field: Field4, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def field_angle(field: Field4, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     f1, f2, p1, p2 = field
     return np.pi * (0.6 * np.sin(x * f1 + p1) + 0.6 * np.cos(y * f2 + p2))
 
@@ -70,7 +70,7 @@ def _draw_cords(rng: np.random.Generator, p: LayoutParams, field: Field4, cx: fl
     with septa that break every few tens of µm (see ``Blobs._cord_distance``)."""
     across = int(rng.integers(p.trabecular_cells_across[0], p.trabecular_cells_across[1] + 1))
     spacing, gap = rng.uniform(*p.cell_spacing_um), rng.uniform(*p.trabecular_gap_um)
-    angle = float(_field_angle(field, np.array(cx), np.array(cy))) + rng.normal(0, p.strip_alignment_sd)
+    angle = float(field_angle(field, np.array(cx), np.array(cy))) + rng.normal(0, p.strip_alignment_sd)
     wave_len = rng.uniform(15.0, 40.0)
     values = dict(angle=angle + np.pi / 2, period=across * spacing + gap, gap=gap, wave=rng.uniform(0, 0.3) * wave_len,
                   wave_len=wave_len, bridge_len=rng.uniform(8.0, 20.0), phase1=rng.uniform(0, 2 * np.pi),
@@ -78,7 +78,7 @@ def _draw_cords(rng: np.random.Generator, p: LayoutParams, field: Field4, cx: fl
     return np.array([values[f] for f in CORD_FIELDS], np.float64)
 
 
-def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> tuple[Blobs, Field4 | None]:
+def place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> tuple[Blobs, Field4 | None]:
     """Non-overlapping tumour shapes inside the tissue (random sequential placement, largest
     first, which packs far denser than random order); each kind gets its share of the tumour
     area target, shapes that find no room shrink, then the gaps are filled with small shapes of
@@ -117,7 +117,7 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         # 60 candidate positions at once, in three rounds of shrinking size; the first that fits wins
         size = size_wanted * 0.85 ** (np.arange(60) // 20)
         if strip or kind == "trabecular":
-            field = field or _draw_field(rng)
+            field = field or draw_field(rng)
         if strip:
             half_width = 0.5 * rng.uniform(*p.single_file_cell_um)
             bend = rng.uniform(-1, 1) * 2 * p.strip_bend / size_wanted
@@ -129,7 +129,7 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         dist = np.sqrt(rng.uniform(0, 1, 60)) * np.maximum(room, 0)
         cx, cy = tcx + dist * np.cos(ang), tcy + dist * np.sin(ang)
         if strip:
-            direction = _field_angle(field, cx, cy) + rng.normal(0, p.strip_alignment_sd, 60)
+            direction = field_angle(field, cx, cy) + rng.normal(0, p.strip_alignment_sd, 60)
         # placed discs within reach of a candidate's bounding circle (a blob is its bounding circle);
         # a strip candidate with discs near it is tested disc by disc against those
         near = np.hypot(px[None] - cx[:, None], py[None] - cy[:, None]) < pr[None] + rout[:, None] + gap
@@ -148,12 +148,12 @@ def _place_shapes(rng: np.random.Generator, p: LayoutParams, tissue: Blobs) -> t
         misses = 0
         j = int(np.argmax(ok))
         if strip:
-            amp, phase = _blob(rng, half_width, rough)
+            amp, phase = blob_shape(rng, half_width, rough)
             geometry = (cx[j], cy[j], half_width, amp, phase, 0.0, KINDS.index(kind), size[j], direction[j], bend,
                         _NO_CORDS)
             area += 4 * size[j] * half_width + np.pi * half_width**2
         else:
-            amp, phase = _blob(rng, size[j], rough)
+            amp, phase = blob_shape(rng, size[j], rough)
             thickness = min(rng.uniform(*p.gland_cell_height_um), 0.6 * size[j]) if kind == "gland" else 0.0
             cords = _draw_cords(rng, p, field, cx[j], cy[j]) if kind == "trabecular" else _NO_CORDS
             geometry = (cx[j], cy[j], size[j], amp, phase, thickness, KINDS.index(kind), 0.0, 0.0, 0.0, cords)

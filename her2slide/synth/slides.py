@@ -27,7 +27,7 @@ from .layout import KINDS, LayoutParams
 from .render import render_region
 from .scene import Scene
 from .spec import SlideSpec
-from .staining import _membranes, _phenotypes
+from .staining import draw_membranes, assign_phenotypes
 from .svs import write_svs
 
 __all__ = ["SyntheticSlide", "build_scene", "make_synthetic_slide", "make_suite", "suite_specs"]
@@ -71,8 +71,8 @@ def build_scene(spec: SlideSpec, *, block: int = 2048) -> tuple[Scene, dict[str,
         count, cx, cy = count[keep], cx[keep], cy[keep]
     if len(count) == 0:
         raise ValueError(f"slide {spec.slide_name} has no tumour cells: make it larger")
-    pheno, region = _phenotypes(spec, np.random.default_rng(s_class), cx * spec.mpp, cy * spec.mpp)
-    membranes, intensity, comp, lateral = _membranes(spec, np.random.default_rng(s_membrane), pheno,
+    pheno, region = assign_phenotypes(spec, np.random.default_rng(s_class), cx * spec.mpp, cy * spec.mpp)
+    membranes, intensity, comp, lateral = draw_membranes(spec, np.random.default_rng(s_membrane), pheno,
                                                      layout.cells.apical, cx, cy)
     scene = Scene(layout, membranes, spec.look, spec.mpp, spec.seed)
     cells = {

@@ -56,7 +56,7 @@ def _cluster_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, n_cel
     return np.concatenate(out) if out else np.zeros(0, int)
 
 
-def _phenotypes(spec: SlideSpec, rng: np.random.Generator, x: np.ndarray,
+def assign_phenotypes(spec: SlideSpec, rng: np.random.Generator, x: np.ndarray,
                 y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Phenotype and region name per cell from the spec's spatial class map."""
     n = len(x)
@@ -78,7 +78,7 @@ def _phenotypes(spec: SlideSpec, rng: np.random.Generator, x: np.ndarray,
     return pheno, region
 
 
-def _membranes(spec: SlideSpec, rng: np.random.Generator, pheno: np.ndarray, apical: np.ndarray,
+def draw_membranes(spec: SlideSpec, rng: np.random.Generator, pheno: np.ndarray, apical: np.ndarray,
                cx: np.ndarray, cy: np.ndarray) -> tuple[Membranes, np.ndarray, np.ndarray, np.ndarray]:
     """Draw each cell's membrane: OD inside its band, arcs, variation along the ring, haze.
 

@@ -29,8 +29,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from her2slide.outputs import signoff
 from her2slide.errors import InputError
+from her2slide.outputs import signoff
 from her2slide.outputs.cells_table import OUTLINE_RAYS
 from her2slide.outputs.review_qc import qc_checks
 from her2slide.scoring import CELL_CLASSES

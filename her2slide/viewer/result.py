@@ -20,9 +20,9 @@ from PIL import Image
 
 from her2slide.errors import InputError, read_json_object
 from her2slide.maps.heterogeneity import CLUSTER_COLOURS
+from her2slide.maps.region_maps import SCORE_COLOURS
 from her2slide.outputs.overlay import label_rgba, scalar_rgba
 from her2slide.outputs.review_maps import MAP_INFO, map_style
-from her2slide.maps.region_maps import SCORE_COLOURS
 from her2slide.scoring import CELL_CLASSES
 from her2slide.viewer.cell_index import CellIndex
 

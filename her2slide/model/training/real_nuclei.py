@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from her2slide.datasets.nuclei import NucleiImage, ihc_like_sample, nuclei_index, split
 from her2slide.errors import InputError
 from her2slide.model.training.data import Sample
-from her2slide.datasets.nuclei import NucleiImage, ihc_like_sample, nuclei_index, split
 from her2slide.model.training.sources import Source
 
 #: Renders per training image in the cache (seeded by image and variant).

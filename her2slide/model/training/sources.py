@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from her2slide.model.training.data import Sample, load_npz_sample
 from her2slide.model.inputs import detector_stain
+from her2slide.model.training.data import Sample, load_npz_sample
 from her2slide.stain import StainModel, estimate_stain_model, estimate_white_point
 
 Draw = Callable[[np.random.Generator], Sample]

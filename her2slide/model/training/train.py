@@ -20,11 +20,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from her2slide.errors import InputError
-from her2slide.model.device import pick_device
 from her2slide.model.checkpoint import OUTPUTS, V2_IO, ModelIO, build_network, load_weights, save_weights
-from her2slide.model.training.data import Augment, lab_samples, qupath_samples
-from her2slide.model.training.dab import paint_dab
+from her2slide.model.device import pick_device
 from her2slide.model.inputs import network_input, stain_rows
+from her2slide.model.training.dab import paint_dab
+from her2slide.model.training.data import Augment, lab_samples, qupath_samples
 from her2slide.model.training.metrics import evaluate_maps, network_predictor
 from her2slide.model.training.real_nuclei import real_nuclei_source
 from her2slide.model.training.sources import Source, input_stain, pick, sample_source, tile_source
