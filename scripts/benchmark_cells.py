@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from her2slide.cells import classical_maps, find_cells, measure_cells
 from her2slide.config import Settings
 from her2slide.run.stain_sample import sample_patches, slide_stain_model

@@ -9,6 +9,7 @@ parent package.
 from __future__ import annotations
 
 import ast
+import re
 import graphlib
 from dataclasses import dataclass, field
 from functools import cache
@@ -171,3 +172,23 @@ def test_modules_are_short_or_say_why() -> None:
     assert not over, f"modules over {MAX_LINES} lines without a reason in LONG_MODULES: {over}"
     stale = [n for n in LONG_MODULES if long.get(n, 0) <= MAX_LINES]
     assert not stale, f"LONG_MODULES lists modules that are short now: {stale}"
+
+
+def test_the_architecture_doc_lists_what_each_package_imports() -> None:
+    """docs/architecture.md's import table is the graph the walk finds, lowest first, so it cannot go stale."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    table = doc[doc.index("| package | imports |"):].split("\n\n")[0].splitlines()[2:]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
+    listed = {re.findall(r"`([\w.]+)`", package)[0]: set(re.findall(r"`([\w.]+)`", imports))
+              for package, imports in rows}
+    short = {"her2slide": "her2slide"}
+    found: dict[str, set[str]] = {}
+    for name, module in modules().items():
+        package = short.get(package_of(name), package_of(name).removeprefix("her2slide."))
+        found.setdefault(package, set()).update(
+            short.get(package_of(t), package_of(t).removeprefix("her2slide.")) for t in module.imports
+            if package_of(t) != package_of(name))
+    # notes in the table name packages a second time; only the set matters
+    assert listed == found
+    order = [re.findall(r"`([\w.]+)`", package)[0] for package, _ in rows]
+    assert all(order.index(d) < order.index(p) for p, deps in listed.items() for d in deps), "lowest first"

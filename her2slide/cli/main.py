@@ -43,13 +43,15 @@ def _quiet_stdout() -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand; each module registers its own (``add_parser``)."""
     from her2slide.cli.batch import add_parser as add_batch
-    from her2slide.cli.demo import add_parser as add_demo
-    from her2slide.cli.score import add_parser as add_score
     from her2slide.cli.calibrate import add_parser as add_calibrate
-    from her2slide.cli.context import add_parser as add_context
-    from her2slide.cli.train import add_parser as add_train
+    from her2slide.cli.demo import add_parser as add_demo
     from her2slide.cli.ish import add_parser as add_ish
+    from her2slide.cli.ngs_dilution import add_parser as add_ngs_dilution
+    from her2slide.cli.sampling_risk import add_parser as add_sampling_risk
+    from her2slide.cli.score import add_parser as add_score
+    from her2slide.cli.signoff import add_parser as add_signoff
     from her2slide.cli.synth import add_parser as add_synth
+    from her2slide.cli.train import add_parser as add_train
     from her2slide.cli.view import add_parser as add_view
 
     parser = argparse.ArgumentParser(prog="her2slide", description="Whole-slide HER2 IHC scoring (ASCO/CAP).")
@@ -62,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_ish(sub)
     add_calibrate(sub)
     add_train(sub)
-    add_context(sub)
+    add_sampling_risk(sub)
+    add_ngs_dilution(sub)
     add_view(sub)
+    add_signoff(sub)
     return parser
 
 
