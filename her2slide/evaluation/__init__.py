@@ -1,2 +1,2 @@
-"""Evaluation on real data: matching detections to truth, the shared real data sets, and the
-renderings of real nuclei that issue 14's detector is judged on."""
+"""Evaluation on real data: matching detections to truth, stain invariance on the real cores, and
+real annotated nuclei rendered as IHC fields (her2slide.datasets), judged through the scoring path."""

@@ -1,1 +1,2 @@
-"""The membrane-segmentation CNN: network, I/O configuration stored with the weights, loading."""
+"""The cell network: its architecture, the weights files and the I/O contract stored with them, what
+a network sees (``inputs``) and where it runs (``device``). Training lives in ``model/training``."""
