@@ -57,3 +57,10 @@ def test_importing_the_package_loads_nothing_heavy() -> None:
     code = "import sys, her2slide; her2slide.__all__; print(sorted(m for m in ('torch', 'her2slide.run.pipeline', 'openslide') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_importing_the_slide_package_loads_no_decoder() -> None:
+    """OpenSlide and the image decoders load when a slide is opened, not when the package is imported."""
+    code = "import sys, her2slide.slide; print(sorted(m for m in ('openslide', 'tifffile') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from her2slide.cli.options import add_out, add_scoring_options, settings_from_args
+from her2slide.cli.options import add_out, add_scoring_options, fail, settings_from_args
 
 #: Dask settings for the clusters a batch starts (and reads while it runs: a restarted worker
 #: reads them again). One slide at a time per worker thread: slides are long, queueing more on
@@ -112,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
         with dask_client(args.workers, args.gpus_per_node, args.scheduler, args.dashboard) as client:
             report = run_batch(jobs, args.out, settings, overwrite=args.overwrite, shard=args.shard, client=client)
     except InputError as exc:
-        print(f"her2slide: {exc}", file=sys.stderr)
-        return ExitStatus.USAGE
+        return fail(exc, ExitStatus.USAGE)
     for result in report.failed:
         print(f"her2slide: {result.path}: {result.reason}", file=sys.stderr)
     print(batch_line(report))

@@ -9,6 +9,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from her2slide.cli.options import CRITERIA, fail
+
 if TYPE_CHECKING:
     from her2slide.run.calibrate import Control
     from her2slide.run.progress import Progress
@@ -39,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="a control slide and its known score, e.g. control_3plus.svs=3+ (one of each score is best)")
     p.add_argument("--out", type=Path, required=True, metavar="YAML", help="config YAML to write (use with score --config)")
     p.add_argument("--mpp", type=float, help="microns per pixel for controls without it")
-    p.add_argument("--criteria", choices=("breast", "gastric-resection", "gastric-biopsy"),
+    p.add_argument("--criteria", choices=CRITERIA,
                    help="scoring criteria the controls' scores were given with (default from the config: breast)")
     p.add_argument("--config", type=Path, help="starting settings (default: built-in defaults)")
     p.add_argument("--json", action="store_true", help="print the calibration report as JSON")
@@ -62,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
         fitted, result = calibrate(controls, settings, progress=progress)
         _write_config(args.out, dump_yaml(fitted))
     except InputError as exc:
-        print(f"her2slide: {exc}", file=sys.stderr)
-        return ExitStatus.FAILED
+        return fail(exc)
     for failure in result.failed:
         print(f"her2slide: {failure}", file=sys.stderr)
     for why in result.kept.values():

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from her2slide.cli.context_options import add_context_options, context_settings, emit, fail_with, read_scored_slide
+from her2slide.cli.options import fail
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -71,7 +72,7 @@ def run_ngs_dilution(args: argparse.Namespace) -> int:
         settings = context_settings(args, {})
         slide = _slide_fraction(args, settings) if args.slide is not None else None
     except InputError as exc:
-        return fail_with("her2slide", str(exc), 1)
+        return fail(exc)
     fraction = slide["amplified_fraction"] if slide else args.fraction
     threshold = (cn_from_log2(args.threshold_log2) if args.threshold_log2 is not None
                  else args.threshold_cn if args.threshold_cn is not None else settings.context.ngs_threshold_cn)

@@ -47,9 +47,11 @@ def result_words(status: str, category: str | None) -> str:
     return status if not category or category == status else f"{status}, {category}"
 
 
-def fail(exc: Exception) -> int:
+def fail(exc: Exception, status: int = 1) -> int:
+    """The one line an input error ends as, ``her2slide: <file>: <reason>``, and the exit status
+    (1, ExitStatus.FAILED, unless the command says otherwise)."""
     print(f"her2slide: {exc}", file=sys.stderr)
-    return 1
+    return status
 
 
 def report_unexpected(where: str, exc: BaseException) -> None:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from her2slide.cli.context_options import add_context_options, context_settings, emit, fail_with, read_scored_slide
-from her2slide.cli.options import CRITERIA
+from her2slide.cli.options import CRITERIA, fail
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +42,7 @@ def run_sampling_risk(args: argparse.Namespace) -> int:
             "max_cores": args.cores, "simulations": args.simulations, "min_core_cells": args.min_core_cells,
             "seed": args.seed})
     except InputError as exc:
-        return fail_with("her2slide", str(exc), 1)
+        return fail(exc)
     try:
         result = sampling_risk(cells["x_um"], cells["y_um"], cells["cell_class"], settings.criteria,
                                settings.scoring, settings.context)

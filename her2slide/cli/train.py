@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from her2slide.cli.options import fail
 
 
 def _slide_and_geojson(text: str) -> tuple[Path, Path]:
@@ -56,6 +57,5 @@ def _run(args: argparse.Namespace) -> int:
     try:
         train(config, log=lambda line: print(line, flush=True))
     except InputError as exc:
-        print(f"her2slide: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     return 0

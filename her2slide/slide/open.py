@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from her2slide.errors import InputError
-from her2slide.slide import image_backend, openslide_backend
 from her2slide.slide.reader import SlideReader
 
 
@@ -17,6 +16,10 @@ def open_slide(path: str | Path, mpp: float | None = None) -> SlideReader:
     ``mpp`` overrides the file's pixel size. Problems raise ``InputError`` naming the
     reason: missing file, unreadable file, missing or implausible pixel size, tiny image.
     """
+    # Imported here, not at the top: importing her2slide.slide must not load OpenSlide and the
+    # image decoders, only opening a slide does (the CLI and the library import this package early).
+    from her2slide.slide import image_backend, openslide_backend
+
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
